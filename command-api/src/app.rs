@@ -1,0 +1,202 @@
+//! Building and running command-api: `Application::build(config)` connects and
+//! migrates; `run(listener, shutdown)` serves HTTP and runs the workers until the token
+//! is cancelled. Tests use the same two calls on port 0.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::FromRef;
+use domain::booking::Booking;
+use domain::event::Event;
+use domain::location::Location;
+use platform::auth::Jwt;
+use platform::http::ReadinessCheck;
+use platform::kafka::KafkaLogs;
+use platform::kafka::{client_config, partition_count};
+use prometheus_client::registry::Registry;
+use rdkafka::admin::AdminClient;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::relay::{notify_after_commits, Relay};
+use crate::routes;
+use crate::store::AggregateStore;
+
+/// Everything a request handler may need.
+pub struct App {
+    /// The event store's pool.
+    pub pool: PgPool,
+    /// Verifies tokens.
+    pub jwt: Jwt,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// Locations.
+    pub locations: AggregateStore<Location>,
+    /// Events.
+    pub events: AggregateStore<Event>,
+    /// Bookings.
+    pub bookings: AggregateStore<Booking>,
+}
+
+/// The state handed to axum: cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Jwt {
+    fn from_ref(state: &AppState) -> Jwt {
+        state.jwt.clone()
+    }
+}
+
+/// A built command-api, ready to run.
+pub struct Application {
+    state: AppState,
+    config: Config,
+    registry: Arc<Registry>,
+    appended: Arc<Notify>,
+    broker: Arc<AdminClient<KafkaLogs>>,
+}
+
+impl Application {
+    /// Connects to the database (waiting for it at start-up) and applies the event-store
+    /// migrations. The broker is not needed to start: commands work without it.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = platform::db::connect(&config.database_url, config.db_max_connections).await?;
+        platform::db::migrate_event_store(&pool).await?;
+
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        let appended = Arc::new(Notify::new());
+        let app = App {
+            jwt: Jwt::new(&config.jwt_secret),
+            locations: AggregateStore::new(pool.clone(), (), appended.clone(), metrics.clone()),
+            events: AggregateStore::new(pool.clone(), (), appended.clone(), metrics.clone()),
+            bookings: AggregateStore::new(pool.clone(), (), appended.clone(), metrics.clone()),
+            metrics,
+            pool,
+        };
+        let broker = client_config(&config.kafka_brokers)
+            .create_with_context(KafkaLogs)
+            .context("cannot create the Kafka admin client")?;
+        Ok(Self {
+            state: AppState(Arc::new(app)),
+            config,
+            registry: Arc::new(registry),
+            appended,
+            broker: Arc::new(broker),
+        })
+    }
+
+    /// The shared state, for tests that drive the stores directly.
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled: stops accepting, lets in-flight requests
+    /// finish, stops the relay after its current batch, returns.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let pool = self.state.pool.clone();
+        let mut workers = JoinSet::new();
+        workers.spawn(notify_after_commits(
+            pool.clone(),
+            self.appended.clone(),
+            shutdown.clone(),
+        ));
+        if self.config.relay.enabled {
+            let relay = Relay::new(
+                pool.clone(),
+                self.config.kafka_brokers.clone(),
+                self.config.topic.clone(),
+                self.config.relay.clone(),
+                self.state.metrics.clone(),
+            );
+            workers.spawn(relay.run(shutdown.clone()));
+        }
+        workers.spawn(expire_idempotency_keys(
+            pool.clone(),
+            self.config.idempotency_ttl,
+            shutdown.clone(),
+        ));
+
+        let router = routes::router(self.state.clone(), self.registry.clone(), self.readiness());
+        tracing::info!(addr = %listener.local_addr()?, "command-api listening");
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await;
+        // However serving ended, the workers end with it.
+        shutdown.cancel();
+        while workers.join_next().await.is_some() {}
+        tracing::info!("command-api stopped");
+        served.context("HTTP server failed")
+    }
+
+    fn readiness(&self) -> Vec<ReadinessCheck> {
+        let pool = self.state.pool.clone();
+        let broker = self.broker.clone();
+        let topic = self.config.topic.name.clone();
+        vec![
+            ReadinessCheck {
+                name: "database",
+                check: Arc::new(move || {
+                    let pool = pool.clone();
+                    Box::pin(async move {
+                        sqlx::query("SELECT 1")
+                            .execute(&pool)
+                            .await
+                            .map(drop)
+                            .map_err(|err| err.to_string())
+                    })
+                }),
+            },
+            ReadinessCheck {
+                name: "broker",
+                check: Arc::new(move || {
+                    let broker = broker.clone();
+                    let topic = topic.clone();
+                    Box::pin(async move {
+                        tokio::task::spawn_blocking(move || {
+                            partition_count(broker.inner(), &topic, Duration::from_secs(2))
+                                .map(drop)
+                        })
+                        .await
+                        .unwrap_or_else(|err| Err(err.to_string()))
+                    })
+                }),
+            },
+        ]
+    }
+}
+
+/// Forgets old idempotency keys, hourly.
+async fn expire_idempotency_keys(pool: PgPool, ttl: Duration, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match crate::idempotency::expire(&pool, ttl).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "forgot old idempotency keys"),
+            Err(err) => tracing::warn!(cause = %err, "cannot expire idempotency keys"),
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! command-api: the write side of boxoffice.
+//!
+//! HTTP commands (see `../shared/API.md`) are parsed at the edge into domain commands,
+//! executed against the event store, and answered with a consistency token. The parts:
+//!
+//! - [`config`]: the environment.
+//! - [`app`]: `Application::build(config)` and `run(listener, shutdown)`.
+//! - `routes`: one module per resource.
+//! - [`commands`]: what every command goes through: idempotency, bounded retries on
+//!   optimistic-concurrency conflicts, the answer, the metrics.
+//! - [`store`]: load, decide, append (cqrs-es aggregates on postgres-es), serialized per
+//!   aggregate inside the process.
+//! - [`idempotency`]: `Idempotency-Key` records.
+//! - [`relay`]: the outbox relay publishing appended events to Kafka.
+//! - [`metrics`]: what `/metrics` exports.
+
+pub mod app;
+pub mod commands;
+pub mod config;
+pub mod idempotency;
+pub mod metrics;
+pub mod relay;
+mod routes;
+pub mod store;
+
+pub use app::{AppState, Application};
+pub use config::Config;

@@ -1,0 +1,121 @@
+//! command-api's metrics. Names start with `boxoffice_`; see the README for the list.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use platform::metrics::latency_histogram;
+
+/// Labels of a command: which one, and how it ended.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabels {
+    /// For example `request_booking`.
+    pub command: &'static str,
+    /// `accepted`, `replayed`, `refused`, `conflict` or `error`.
+    pub outcome: &'static str,
+}
+
+/// Labels naming a command.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandName {
+    /// For example `request_booking`.
+    pub command: &'static str,
+}
+
+/// Labels of an appended event.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// `location`, `event` or `booking`.
+    pub aggregate_type: &'static str,
+    /// For example `SeatsReserved`.
+    pub event_type: String,
+}
+
+/// Every metric command-api exports.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Commands by name and outcome.
+    pub commands: Family<CommandLabels, Counter>,
+    /// Command latency, from the request parsed to the answer ready.
+    pub command_seconds: Family<CommandName, Histogram>,
+    /// Optimistic-concurrency conflicts met (each is retried, up to a bound).
+    pub conflicts: Family<CommandName, Counter>,
+    /// Events appended to the store.
+    pub events_appended: Family<EventLabels, Counter>,
+    /// Rows waiting in the outbox, as last seen by the relay leader.
+    pub outbox_backlog: Gauge,
+    /// Events published to the topic (acknowledged by the broker).
+    pub outbox_published: Counter,
+    /// Time from an event's append to the broker's acknowledgement.
+    pub publish_seconds: Histogram,
+    /// Deliveries the broker refused or that failed (each row is retried).
+    pub publish_failures: Counter,
+    /// 1 while this process leads the relay.
+    pub relay_leader: Gauge,
+}
+
+impl Metrics {
+    /// Fresh metrics, registered in `registry`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            commands: Family::default(),
+            command_seconds: Family::new_with_constructor(latency_histogram),
+            conflicts: Family::default(),
+            events_appended: Family::default(),
+            outbox_backlog: Gauge::default(),
+            outbox_published: Counter::default(),
+            publish_seconds: latency_histogram(),
+            publish_failures: Counter::default(),
+            relay_leader: Gauge::default(),
+        };
+        registry.register(
+            "boxoffice_commands",
+            "Commands handled, by command and outcome",
+            metrics.commands.clone(),
+        );
+        registry.register(
+            "boxoffice_command_duration_seconds",
+            "Command latency in seconds",
+            metrics.command_seconds.clone(),
+        );
+        registry.register(
+            "boxoffice_command_conflicts",
+            "Optimistic-concurrency conflicts met and retried",
+            metrics.conflicts.clone(),
+        );
+        registry.register(
+            "boxoffice_events_appended",
+            "Events appended to the event store",
+            metrics.events_appended.clone(),
+        );
+        registry.register(
+            "boxoffice_outbox_backlog",
+            "Outbox rows not yet published",
+            metrics.outbox_backlog.clone(),
+        );
+        registry.register(
+            "boxoffice_outbox_published",
+            "Events published to Kafka and acknowledged",
+            metrics.outbox_published.clone(),
+        );
+        registry.register(
+            "boxoffice_outbox_publish_latency_seconds",
+            "Seconds from append to broker acknowledgement",
+            metrics.publish_seconds.clone(),
+        );
+        registry.register(
+            "boxoffice_outbox_publish_failures",
+            "Failed deliveries (retried)",
+            metrics.publish_failures.clone(),
+        );
+        registry.register(
+            "boxoffice_outbox_relay_leader",
+            "1 while this process leads the outbox relay",
+            metrics.relay_leader.clone(),
+        );
+        metrics
+    }
+}

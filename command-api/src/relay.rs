@@ -1,0 +1,537 @@
+//! The outbox relay: publishes appended events to Kafka, in order, once.
+//!
+//! - **One leader.** Every command-api process runs a relay; the one holding a Postgres
+//!   advisory lock (on a connection of its own) publishes, the others wait to take
+//!   over. Losing that connection loses the lock, and the leader steps down.
+//! - **Wake-up.** The leader `LISTEN`s on [`CHANNEL`]; after each commit, the process
+//!   that appended sends one coalesced `NOTIFY` ([`notify_after_commits`]). Polling every
+//!   `BOXOFFICE_RELAY_POLL_MS` covers a notification lost to a crash. The `NOTIFY` is
+//!   sent after the commit rather than by the append trigger because a `NOTIFY` inside a
+//!   transaction takes a database-wide lock at commit, which would serialize every
+//!   append (and their fsyncs).
+//! - **In order, at least once.** Rows are read in position order and produced with
+//!   rdkafka's idempotent producer (key = aggregate id, so one aggregate keeps one
+//!   partition), with no delivery timeout: while the broker is away the batch waits
+//!   instead of failing part-way, which could let a later event of an aggregate overtake
+//!   an earlier one. A row is deleted only after the broker acknowledged it. If some
+//!   delivery fails anyway, the producer is rebuilt and the unacknowledged rows are sent
+//!   again, still in order.
+//! - **Once.** A leader that died after the broker acknowledged a batch but before it
+//!   deleted the rows would make its successor publish them twice. So a new leader first
+//!   reads the last messages of every partition and deletes the outbox rows already
+//!   there.
+//! - **The broker losing its data** (tansu's memory storage restarted): while waiting
+//!   for acknowledgements the leader checks every few seconds that the topic still
+//!   exists, and creates it again. Such a broker also forgets the producer's id and
+//!   refuses it for good while librdkafka retries forever; when the broker has been
+//!   answering for [`STALL_AFTER`] and the batch is still unacknowledged, the pending
+//!   deliveries are purged, the producer rebuilt and the rest sent again.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use platform::kafka::{
+    client_config, ensure_topic, partition_count, KafkaLogs, TopicSpec, WireEvent,
+};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, PgPool, Row};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RelayConfig;
+use crate::metrics::Metrics;
+
+/// The channel the relay listens on.
+pub const CHANNEL: &str = "boxoffice_outbox";
+
+/// The advisory lock of the relay leader ("boxoffic" in ASCII). Advisory locks are per
+/// database, so stores in different databases have different leaders.
+const LEADER_LOCK: i64 = 0x626f_786f_6666_6963;
+
+/// How often a follower tries to become leader.
+const FOLLOWER_RETRY: Duration = Duration::from_secs(2);
+
+/// How often the leader checks that it still holds its lock.
+const LOCK_CHECK: Duration = Duration::from_secs(5);
+
+/// While waiting for acknowledgements, how often the topic's existence is checked.
+const TOPIC_WATCH: Duration = Duration::from_secs(5);
+
+/// How long the broker may answer while a batch stays unacknowledged before the
+/// producer is deemed stuck.
+const STALL_AFTER: Duration = Duration::from_secs(20);
+
+/// After SIGTERM, how long an in-flight batch may still take to be acknowledged.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Sends one `NOTIFY` on [`CHANNEL`] after commits, coalescing bursts: however many
+/// commits happen while a `NOTIFY` is in flight, one more follows.
+pub async fn notify_after_commits(
+    pool: PgPool,
+    appended: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = appended.notified() => {}
+        }
+        if let Err(err) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANNEL)
+            .execute(&pool)
+            .await
+        {
+            // The relay's polling covers a lost notification.
+            tracing::warn!(cause = %err, "cannot notify the outbox relay");
+        }
+    }
+}
+
+/// The relay of one process.
+pub struct Relay {
+    pool: PgPool,
+    brokers: String,
+    topic: TopicSpec,
+    config: RelayConfig,
+    metrics: Metrics,
+}
+
+/// One outbox row, ready to send.
+struct Pending {
+    wire: WireEvent,
+    enqueued_at: DateTime<Utc>,
+}
+
+/// How a batch went.
+struct Delivery {
+    /// Positions the broker acknowledged.
+    acked: Vec<i64>,
+    /// The first failure, when some delivery failed.
+    failure: Option<String>,
+}
+
+impl Relay {
+    /// A relay for the store behind `pool`.
+    pub fn new(
+        pool: PgPool,
+        brokers: String,
+        topic: TopicSpec,
+        config: RelayConfig,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            pool,
+            brokers,
+            topic,
+            config,
+            metrics,
+        }
+    }
+
+    /// Follows, leads when it can, until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut pause = Duration::from_millis(500);
+        loop {
+            let Some(lock) = self.become_leader(&shutdown).await else {
+                return;
+            };
+            self.metrics.relay_leader.set(1);
+            let outcome = self.lead(lock, &shutdown).await;
+            self.metrics.relay_leader.set(0);
+            match outcome {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::warn!(
+                        cause = format!("{err:#}"),
+                        "outbox relay stepped down; will try again"
+                    );
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// Waits until this process holds the leader lock; `None` on shutdown.
+    async fn become_leader(&self, shutdown: &CancellationToken) -> Option<PgConnection> {
+        let mut conn: Option<PgConnection> = None;
+        loop {
+            if conn.is_none() {
+                match PgConnection::connect_with(&self.pool.connect_options()).await {
+                    Ok(c) => conn = Some(c),
+                    Err(err) => tracing::warn!(cause = %err, "relay cannot reach the database"),
+                }
+            }
+            if let Some(c) = conn.as_mut() {
+                match sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
+                    .bind(LEADER_LOCK)
+                    .fetch_one(&mut *c)
+                    .await
+                {
+                    Ok(true) => return conn,
+                    Ok(false) => {}
+                    Err(err) => {
+                        tracing::warn!(cause = %err, "relay lost its database connection");
+                        conn = None;
+                    }
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                () = tokio::time::sleep(FOLLOWER_RETRY) => {}
+            }
+        }
+    }
+
+    /// Publishes until `shutdown` (`Ok`) or until something fails (`Err`: step down and
+    /// let whoever is first take over).
+    async fn lead(
+        &self,
+        mut lock: PgConnection,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        tracing::info!(topic = %self.topic.name, "leading the outbox relay");
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANNEL).await?;
+        self.wait_for_topic(shutdown).await;
+        if let Err(err) = self.skip_already_published().await {
+            tracing::warn!(cause = format!("{err:#}"), "cannot read the topic's tail; rows published just before a crash may be published again");
+        }
+        let mut producer = self.producer()?;
+        let mut lock_checked = Instant::now();
+        let mut backlog_counted: Option<Instant> = None;
+        let mut pause = Duration::from_millis(200);
+
+        while !shutdown.is_cancelled() {
+            if lock_checked.elapsed() >= LOCK_CHECK {
+                sqlx::query("SELECT 1")
+                    .execute(&mut lock)
+                    .await
+                    .context("the leader lock's connection is gone")?;
+                lock_checked = Instant::now();
+            }
+            if backlog_counted.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+                    .fetch_one(&self.pool)
+                    .await?;
+                self.metrics.outbox_backlog.set(backlog);
+                backlog_counted = Some(Instant::now());
+            }
+
+            let batch = self.next_batch().await?;
+            if batch.is_empty() {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    received = listener.recv() => { received.context("lost the LISTEN connection")?; }
+                    () = tokio::time::sleep(self.config.poll_interval) => {}
+                }
+                continue;
+            }
+
+            let delivery = self.publish(&producer, &batch, shutdown).await;
+            self.forget(&delivery.acked).await?;
+            let acked_at = Utc::now();
+            for row in batch
+                .iter()
+                .filter(|r| delivery.acked.contains(&r.wire.position))
+            {
+                let waited = (acked_at - row.enqueued_at).to_std().unwrap_or_default();
+                self.metrics.publish_seconds.observe(waited.as_secs_f64());
+            }
+            self.metrics
+                .outbox_published
+                .inc_by(delivery.acked.len() as u64);
+            backlog_counted = None;
+
+            if let Some(failure) = delivery.failure {
+                let failed = batch.len() - delivery.acked.len();
+                self.metrics.publish_failures.inc_by(failed as u64);
+                tracing::warn!(failed, cause = %failure, "deliveries failed; rebuilding the producer and sending again");
+                producer = self.producer()?;
+                self.wait_for_topic(shutdown).await;
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+            } else {
+                pause = Duration::from_millis(200);
+            }
+        }
+        tracing::info!("outbox relay stopped");
+        // Ending the lock's session releases the lock.
+        let _ = lock.close().await;
+        Ok(())
+    }
+
+    /// The oldest unpublished rows, in position order.
+    async fn next_batch(&self) -> anyhow::Result<Vec<Pending>> {
+        let rows = sqlx::query(
+            "SELECT o.position, o.enqueued_at, e.aggregate_type, e.aggregate_id, e.sequence,
+                    e.event_type, e.event_version, e.payload, e.metadata
+               FROM outbox o
+               JOIN events e USING (aggregate_type, aggregate_id, sequence)
+              ORDER BY o.position
+              LIMIT $1",
+        )
+        .bind(self.config.batch_size)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Pending {
+                    enqueued_at: row.try_get("enqueued_at")?,
+                    wire: WireEvent {
+                        position: row.try_get("position")?,
+                        aggregate_type: row.try_get("aggregate_type")?,
+                        aggregate_id: row.try_get("aggregate_id")?,
+                        sequence: row.try_get("sequence")?,
+                        event_type: row.try_get("event_type")?,
+                        event_version: row.try_get("event_version")?,
+                        payload: row.try_get("payload")?,
+                        metadata: row.try_get("metadata")?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Produces the batch in order and waits for every acknowledgement.
+    async fn publish(
+        &self,
+        producer: &FutureProducer<KafkaLogs>,
+        batch: &[Pending],
+        shutdown: &CancellationToken,
+    ) -> Delivery {
+        let mut futures = Vec::with_capacity(batch.len());
+        let mut failure = None;
+        for row in batch {
+            let value = match serde_json::to_vec(&row.wire) {
+                Ok(value) => value,
+                Err(err) => {
+                    failure = Some(format!(
+                        "cannot encode position {}: {err}",
+                        row.wire.position
+                    ));
+                    break;
+                }
+            };
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "event_type",
+                value: Some(row.wire.event_type.as_str()),
+            });
+            let record = FutureRecord::to(&self.topic.name)
+                .key(row.wire.aggregate_id.as_str())
+                .payload(&value)
+                .headers(headers);
+            match producer.send_result(record) {
+                Ok(delivery) => futures.push((row.wire.position, delivery)),
+                Err((err, _)) => {
+                    // Nothing after this row is sent, so nothing overtakes it.
+                    failure = Some(format!(
+                        "cannot enqueue position {}: {err}",
+                        row.wire.position
+                    ));
+                    break;
+                }
+            }
+        }
+
+        let (positions, deliveries): (Vec<i64>, Vec<_>) = futures.into_iter().unzip();
+        let mut all = std::pin::pin!(join_all(deliveries));
+        // Since when the broker has been answering while the batch is still not
+        // acknowledged.
+        let mut broker_answering_since: Option<Instant> = None;
+        let results = loop {
+            tokio::select! {
+                results = &mut all => break Some(results),
+                () = shutdown.cancelled() => {
+                    break tokio::time::timeout(SHUTDOWN_GRACE, &mut all).await.ok();
+                }
+                () = tokio::time::sleep(TOPIC_WATCH) => {
+                    // Still waiting: is the broker there, and does it still know the topic?
+                    match ensure_topic(&self.brokers, &self.topic).await {
+                        Err(err) => {
+                            broker_answering_since = None;
+                            tracing::warn!(cause = format!("{err:#}"), "waiting for the broker to come back");
+                        }
+                        Ok(()) => {
+                            let since = *broker_answering_since.get_or_insert_with(Instant::now);
+                            if since.elapsed() >= STALL_AFTER {
+                                // A broker that lost its state (tansu's memory storage
+                                // restarted) refuses this producer's id for good, and
+                                // librdkafka retries forever. Fail what is pending; the
+                                // caller rebuilds the producer and sends it again.
+                                tracing::warn!(pending = positions.len(), "the broker answers but does not acknowledge; abandoning this producer");
+                                producer.purge(PurgeConfig::default().queue().inflight());
+                                break Some((&mut all).await);
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let Some(results) = results else {
+            return Delivery {
+                acked: Vec::new(),
+                failure: Some("shutting down before the broker acknowledged".into()),
+            };
+        };
+
+        let mut acked = Vec::with_capacity(positions.len());
+        for (position, result) in positions.into_iter().zip(results) {
+            match result {
+                Ok(Ok(_)) => acked.push(position),
+                Ok(Err((err, _))) => {
+                    failure.get_or_insert_with(|| {
+                        format!("delivery of position {position} failed: {err}")
+                    });
+                }
+                Err(_) => {
+                    failure.get_or_insert_with(|| {
+                        format!("delivery of position {position} was cancelled")
+                    });
+                }
+            }
+        }
+        Delivery { acked, failure }
+    }
+
+    /// Deletes published rows.
+    async fn forget(&self, positions: &[i64]) -> anyhow::Result<()> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("DELETE FROM outbox WHERE position = ANY($1)")
+            .bind(positions)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    fn producer(&self) -> anyhow::Result<FutureProducer<KafkaLogs>> {
+        client_config(&self.brokers)
+            .set("enable.idempotence", "true")
+            // Turn a failure that could leave a gap in a partition into a fatal error
+            // (the producer is then rebuilt and the unacknowledged rows sent again).
+            .set("enable.gapless.guarantee", "true")
+            // No local timeout: while the broker is away, wait rather than fail part of a
+            // batch (see the module documentation).
+            .set("message.timeout.ms", "0")
+            .set("linger.ms", "5")
+            // The Java client's key hashing, so other clients agree on partitions.
+            .set("partitioner", "murmur2_random")
+            .create_with_context(KafkaLogs)
+            .context("cannot create the Kafka producer")
+    }
+
+    /// Creates the topic if needed, retrying until the broker answers or shutdown.
+    async fn wait_for_topic(&self, shutdown: &CancellationToken) {
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match ensure_topic(&self.brokers, &self.topic).await {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::warn!(cause = format!("{err:#}"), "broker not ready for the relay")
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Deletes outbox rows whose events are already on the topic, published by a leader
+    /// that died before deleting them. Only the last `batch_size` messages of each
+    /// partition can be such rows: a leader has at most one batch in flight.
+    async fn skip_already_published(&self) -> anyhow::Result<()> {
+        let brokers = self.brokers.clone();
+        let topic = self.topic.name.clone();
+        let depth = self.config.batch_size;
+        let positions =
+            tokio::task::spawn_blocking(move || read_tail_positions(&brokers, &topic, depth))
+                .await
+                .context("tail reader panicked")??;
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let skipped = sqlx::query("DELETE FROM outbox WHERE position = ANY($1)")
+            .bind(&positions)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if skipped > 0 {
+            tracing::info!(
+                skipped,
+                "outbox rows were already on the topic; not publishing them again"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The positions in the last `depth` messages of every partition of `topic`.
+fn read_tail_positions(brokers: &str, topic: &str, depth: i64) -> anyhow::Result<Vec<i64>> {
+    const WAIT: Duration = Duration::from_secs(10);
+    let consumer: BaseConsumer<KafkaLogs> = client_config(brokers)
+        .set("group.id", "boxoffice-relay-tail")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create_with_context(KafkaLogs)?;
+    let partitions = partition_count(consumer.client(), topic, WAIT).map_err(anyhow::Error::msg)?;
+    // Where a partition ends is learnt from the fetch responses (PartitionEOF).
+    // ListOffsets only gives the starting point: tansu answers it with the base offset
+    // of the last batch plus one, which is never past the real end, so starting
+    // `depth` before it reads at least the last `depth` messages.
+    let mut assignment = TopicPartitionList::new();
+    let mut open = HashSet::new();
+    for partition in 0..i32::try_from(partitions)? {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, WAIT)?;
+        if high > low {
+            assignment.add_partition_offset(
+                topic,
+                partition,
+                Offset::Offset(low.max(high - depth)),
+            )?;
+            open.insert(partition);
+        }
+    }
+    if open.is_empty() {
+        return Ok(Vec::new());
+    }
+    consumer.assign(&assignment)?;
+    let deadline = Instant::now() + WAIT;
+    let mut positions = Vec::new();
+    while !open.is_empty() {
+        if Instant::now() > deadline {
+            bail!("timed out reading the last messages of {topic}");
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                open.remove(&partition);
+            }
+            Some(Err(err)) => return Err(err.into()),
+            Some(Ok(message)) => {
+                if let Some(Ok(wire)) = message.payload().map(serde_json::from_slice::<WireEvent>) {
+                    positions.push(wire.position);
+                }
+            }
+        }
+    }
+    Ok(positions)
+}

@@ -1,0 +1,111 @@
+//! `POST /v1/events/{id}/bookings` (any user) and `POST /v1/bookings/{id}/cancel`
+//! (the owner or an admin).
+//!
+//! A booking is recorded `pending`; the saga moves it on.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use chrono::Utc;
+use domain::booking::{BookingCommand, EventSummary, RequestBooking, Requester};
+use domain::values::{CardToken, Problems, Seats};
+use platform::auth::User;
+use platform::http::{ApiError, JsonBody, PathId};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::commands::{submit, RequestContext, Submission};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/events/{id}/bookings", post(request_booking))
+        .route("/v1/bookings/{id}/cancel", post(cancel_booking))
+}
+
+#[derive(Deserialize)]
+struct RequestBookingDto {
+    seats: i64,
+    card_token: String,
+}
+
+async fn request_booking(
+    State(app): State<AppState>,
+    user: User,
+    context: RequestContext,
+    PathId(event_id): PathId,
+    body: JsonBody<RequestBookingDto>,
+) -> Result<Response, ApiError> {
+    let mut problems = Problems::default();
+    let seats = problems.check("seats", Seats::parse(body.value.seats));
+    let card_token = problems.check("card_token", CardToken::parse(&body.value.card_token));
+    problems.finish().map_err(ApiError::validation)?;
+    let (Some(seats), Some(card_token)) = (seats, card_token) else {
+        return Err(ApiError::unexpected(
+            "validation passed with a missing field",
+        ));
+    };
+    let event = app
+        .events
+        .read(&event_id.to_string(), |event, _| {
+            event.details().map(|details| EventSummary {
+                event_id,
+                cancelled: event.is_cancelled(),
+                starts_at: details.starts_at,
+                price_cents: details.price_cents.get(),
+                currency: details.currency.clone(),
+            })
+        })
+        .await
+        .map_err(ApiError::unexpected)?;
+    let command = BookingCommand::RequestBooking(RequestBooking {
+        event,
+        user_id: user.id.clone(),
+        seats,
+        card_token,
+        now: Utc::now(),
+    });
+    let submission = Submission {
+        name: "request_booking",
+        user: &user,
+        context: &context,
+        fingerprint: &body.fingerprint,
+        accepted: StatusCode::ACCEPTED,
+        extra: &[("status", "pending")],
+    };
+    Ok(submit(&app, &app.bookings, submission, Uuid::now_v7(), command).await)
+}
+
+/// The cancel body is `{}`; anything in it is ignored.
+#[derive(Deserialize)]
+struct CancelBookingDto {}
+
+async fn cancel_booking(
+    State(app): State<AppState>,
+    user: User,
+    context: RequestContext,
+    PathId(booking_id): PathId,
+    body: JsonBody<CancelBookingDto>,
+) -> Result<Response, ApiError> {
+    let JsonBody {
+        value: CancelBookingDto {},
+        fingerprint,
+    } = body;
+    let command = BookingCommand::CancelBooking {
+        by: Requester {
+            user_id: user.id.clone(),
+            is_admin: user.is_admin(),
+        },
+    };
+    let submission = Submission {
+        name: "cancel_booking",
+        user: &user,
+        context: &context,
+        fingerprint: &fingerprint,
+        accepted: StatusCode::ACCEPTED,
+        extra: &[],
+    };
+    Ok(submit(&app, &app.bookings, submission, booking_id, command).await)
+}

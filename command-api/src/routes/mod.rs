@@ -1,0 +1,30 @@
+//! The HTTP routes of command-api, one module per resource, merged here with health,
+//! metrics and the JSON fallbacks.
+
+use std::sync::Arc;
+
+use axum::Router;
+use platform::http::{health_router, method_not_allowed, route_not_found, ReadinessCheck};
+use platform::metrics::metrics_router;
+use prometheus_client::registry::Registry;
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+
+mod bookings;
+mod events;
+mod locations;
+
+/// Every route of command-api.
+pub fn router(state: AppState, registry: Arc<Registry>, readiness: Vec<ReadinessCheck>) -> Router {
+    Router::new()
+        .merge(locations::router())
+        .merge(events::router())
+        .merge(bookings::router())
+        .merge(health_router(readiness))
+        .merge(metrics_router(registry))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

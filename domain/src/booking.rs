@@ -1,0 +1,749 @@
+//! A booking: a user's request for 1 to 10 seats of an event, and its status machine.
+//!
+//! ```text
+//! pending ──▶ confirmed ──▶ cancelled
+//!    └──────▶ rejected
+//! ```
+//!
+//! A rejection or cancellation carries a [`Reason`]. The user of a booking is the one the
+//! request came from (the token's subject), never a field of the body. Only the owner or
+//! an admin may cancel, and only a confirmed booking. The saga's steps (confirm, reject,
+//! refund) are idempotent: repeating one that already happened records nothing.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{DomainError, ErrorKind};
+use crate::values::{CardToken, Currency, Seats};
+use crate::FACT_VERSION;
+
+/// Where a booking stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingStatus {
+    /// Requested; seats and payment are being arranged.
+    Pending,
+    /// Seats are sold to the user.
+    Confirmed,
+    /// The request failed; see the reason.
+    Rejected,
+    /// A confirmed booking was cancelled; see the reason.
+    Cancelled,
+}
+
+impl BookingStatus {
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Confirmed => "confirmed",
+            Self::Rejected => "rejected",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Why a booking was rejected or cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Not enough seats were left.
+    SoldOut,
+    /// The payment gateway declined the card.
+    PaymentDeclined,
+    /// Payment did not answer before the hold's deadline.
+    HoldExpired,
+    /// The event was cancelled.
+    EventCancelled,
+    /// The user (or an admin for them) cancelled.
+    CancelledByUser,
+}
+
+impl Reason {
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SoldOut => "sold_out",
+            Self::PaymentDeclined => "payment_declined",
+            Self::HoldExpired => "hold_expired",
+            Self::EventCancelled => "event_cancelled",
+            Self::CancelledByUser => "cancelled_by_user",
+        }
+    }
+}
+
+/// What a booking request needs to know about its event, as loaded by the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSummary {
+    /// The event.
+    pub event_id: Uuid,
+    /// Whether it was cancelled.
+    pub cancelled: bool,
+    /// When it starts.
+    pub starts_at: DateTime<Utc>,
+    /// Price of one seat in minor units.
+    pub price_cents: i64,
+    /// Currency of the price.
+    pub currency: Currency,
+}
+
+/// The content of a `RequestBooking` command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestBooking {
+    /// The event, or `None` when there is no such event.
+    pub event: Option<EventSummary>,
+    /// The user asking (the token's subject).
+    pub user_id: String,
+    /// How many seats.
+    pub seats: Seats,
+    /// How to pay.
+    pub card_token: CardToken,
+    /// The time of the request.
+    pub now: DateTime<Utc>,
+}
+
+/// Who asks for a cancellation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requester {
+    /// The token's subject.
+    pub user_id: String,
+    /// Whether the token has the admin role.
+    pub is_admin: bool,
+}
+
+/// What can be asked of a booking.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BookingCommand {
+    /// A user asks for seats.
+    RequestBooking(RequestBooking),
+    /// The seats are sold and paid for.
+    ConfirmBooking,
+    /// The request failed.
+    RejectBooking {
+        /// Why.
+        reason: Reason,
+    },
+    /// The owner or an admin cancels a confirmed booking.
+    CancelBooking {
+        /// Who asks.
+        by: Requester,
+    },
+    /// The event was cancelled: a pending booking is rejected, a confirmed one cancelled.
+    CancelForEvent,
+    /// The payment of a cancelled booking was refunded.
+    RecordRefund {
+        /// How much went back, in minor units.
+        amount_cents: i64,
+    },
+}
+
+/// What happened to a booking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum BookingFact {
+    /// A user asked for seats.
+    BookingRequested {
+        /// The event.
+        event_id: Uuid,
+        /// The user.
+        user_id: String,
+        /// How many seats.
+        seats: u32,
+        /// Seats times price, in minor units.
+        amount_cents: i64,
+        /// Currency of the amount.
+        currency: Currency,
+        /// How to pay.
+        card_token: CardToken,
+    },
+    /// The booking is confirmed: seats sold, payment authorized.
+    BookingConfirmed,
+    /// The request failed.
+    BookingRejected {
+        /// Why.
+        reason: Reason,
+    },
+    /// A confirmed booking was cancelled.
+    BookingCancelled {
+        /// Why.
+        reason: Reason,
+    },
+    /// The payment went back to the user.
+    BookingRefunded {
+        /// How much, in minor units.
+        amount_cents: i64,
+    },
+}
+
+impl DomainEvent for BookingFact {
+    fn event_type(&self) -> String {
+        match self {
+            Self::BookingRequested { .. } => "BookingRequested",
+            Self::BookingConfirmed => "BookingConfirmed",
+            Self::BookingRejected { .. } => "BookingRejected",
+            Self::BookingCancelled { .. } => "BookingCancelled",
+            Self::BookingRefunded { .. } => "BookingRefunded",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        FACT_VERSION.to_owned()
+    }
+}
+
+/// Why a booking refused a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BookingError {
+    /// The booking does not exist.
+    #[error("booking not found")]
+    NotFound,
+    /// The booking was already requested.
+    #[error("booking already exists")]
+    AlreadyExists,
+    /// The event asked for does not exist.
+    #[error("event not found")]
+    EventNotFound,
+    /// The event was cancelled.
+    #[error("the event is cancelled")]
+    EventCancelled,
+    /// The event has started.
+    #[error("the event has already started")]
+    EventStarted,
+    /// Someone else's booking.
+    #[error("only the owner of a booking or an admin may cancel it")]
+    NotOwner,
+    /// Only a confirmed booking can be cancelled.
+    #[error("the booking is {0}, only a confirmed booking can be cancelled")]
+    NotConfirmed(&'static str),
+    /// The booking was cancelled before.
+    #[error("the booking is already cancelled")]
+    AlreadyCancelled,
+    /// Confirm and reject apply to pending bookings only.
+    #[error("the booking is {0}, not pending")]
+    NotPending(&'static str),
+    /// Only a cancelled booking is refunded.
+    #[error("the booking is {0}, not cancelled")]
+    NotCancelled(&'static str),
+}
+
+impl DomainError for BookingError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound | Self::EventNotFound => ErrorKind::NotFound,
+            Self::NotOwner => ErrorKind::Forbidden,
+            Self::AlreadyExists
+            | Self::EventCancelled
+            | Self::EventStarted
+            | Self::NotConfirmed(_)
+            | Self::AlreadyCancelled
+            | Self::NotPending(_)
+            | Self::NotCancelled(_) => ErrorKind::Conflict,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound | Self::EventNotFound => "not_found",
+            Self::AlreadyExists => "already_exists",
+            Self::EventCancelled => "event_cancelled",
+            Self::EventStarted => "event_started",
+            Self::NotOwner => "forbidden",
+            Self::NotConfirmed(_) => "booking_not_confirmed",
+            Self::AlreadyCancelled => "already_cancelled",
+            Self::NotPending(_) => "booking_not_pending",
+            Self::NotCancelled(_) => "booking_not_cancelled",
+        }
+    }
+}
+
+/// The booking's state once requested.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BookingState {
+    /// The event.
+    pub event_id: Uuid,
+    /// The owner.
+    pub user_id: String,
+    /// How many seats.
+    pub seats: u32,
+    /// What it costs, in minor units.
+    pub amount_cents: i64,
+    /// Currency of the amount.
+    pub currency: Currency,
+    /// How to pay.
+    pub card_token: CardToken,
+    /// Where it stands.
+    pub status: BookingStatus,
+    /// Why it was rejected or cancelled.
+    pub reason: Option<Reason>,
+    /// Whether the payment went back.
+    pub refunded: bool,
+}
+
+/// The booking aggregate.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Booking {
+    state: Option<BookingState>,
+}
+
+impl Booking {
+    /// The booking, or `None` when it was never requested.
+    pub fn state(&self) -> Option<&BookingState> {
+        self.state.as_ref()
+    }
+}
+
+impl Aggregate for Booking {
+    const TYPE: &'static str = "booking";
+    type Command = BookingCommand;
+    type Event = BookingFact;
+    type Error = BookingError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &cqrs_es::event_sink::EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for fact in self.decide(command)? {
+            sink.write(fact, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, fact: Self::Event) {
+        if let BookingFact::BookingRequested {
+            event_id,
+            user_id,
+            seats,
+            amount_cents,
+            currency,
+            card_token,
+        } = fact
+        {
+            self.state = Some(BookingState {
+                event_id,
+                user_id,
+                seats,
+                amount_cents,
+                currency,
+                card_token,
+                status: BookingStatus::Pending,
+                reason: None,
+                refunded: false,
+            });
+            return;
+        }
+        let Some(state) = &mut self.state else {
+            return;
+        };
+        match fact {
+            BookingFact::BookingRequested { .. } => {}
+            BookingFact::BookingConfirmed => state.status = BookingStatus::Confirmed,
+            BookingFact::BookingRejected { reason } => {
+                state.status = BookingStatus::Rejected;
+                state.reason = Some(reason);
+            }
+            BookingFact::BookingCancelled { reason } => {
+                state.status = BookingStatus::Cancelled;
+                state.reason = Some(reason);
+            }
+            BookingFact::BookingRefunded { .. } => state.refunded = true,
+        }
+    }
+}
+
+impl Booking {
+    /// The decision itself, synchronous and without side effects.
+    fn decide(&self, command: BookingCommand) -> Result<Vec<BookingFact>, BookingError> {
+        if let BookingCommand::RequestBooking(request) = command {
+            return self.request(request).map(|f| vec![f]);
+        }
+        let state = self.state.as_ref().ok_or(BookingError::NotFound)?;
+        let status = state.status;
+        match command {
+            BookingCommand::RequestBooking(_) => unreachable!("handled above"),
+            BookingCommand::ConfirmBooking => match status {
+                BookingStatus::Pending => Ok(vec![BookingFact::BookingConfirmed]),
+                BookingStatus::Confirmed => Ok(vec![]),
+                other => Err(BookingError::NotPending(other.as_str())),
+            },
+            BookingCommand::RejectBooking { reason } => match status {
+                BookingStatus::Pending => Ok(vec![BookingFact::BookingRejected { reason }]),
+                BookingStatus::Rejected => Ok(vec![]),
+                other => Err(BookingError::NotPending(other.as_str())),
+            },
+            BookingCommand::CancelBooking { by } => {
+                if !by.is_admin && by.user_id != state.user_id {
+                    return Err(BookingError::NotOwner);
+                }
+                match status {
+                    BookingStatus::Confirmed => Ok(vec![BookingFact::BookingCancelled {
+                        reason: Reason::CancelledByUser,
+                    }]),
+                    BookingStatus::Cancelled => Err(BookingError::AlreadyCancelled),
+                    other => Err(BookingError::NotConfirmed(other.as_str())),
+                }
+            }
+            BookingCommand::CancelForEvent => {
+                let reason = Reason::EventCancelled;
+                Ok(match status {
+                    BookingStatus::Pending => vec![BookingFact::BookingRejected { reason }],
+                    BookingStatus::Confirmed => vec![BookingFact::BookingCancelled { reason }],
+                    BookingStatus::Rejected | BookingStatus::Cancelled => vec![],
+                })
+            }
+            BookingCommand::RecordRefund { amount_cents } => match status {
+                BookingStatus::Cancelled if state.refunded => Ok(vec![]),
+                BookingStatus::Cancelled => Ok(vec![BookingFact::BookingRefunded { amount_cents }]),
+                other => Err(BookingError::NotCancelled(other.as_str())),
+            },
+        }
+    }
+
+    fn request(&self, request: RequestBooking) -> Result<BookingFact, BookingError> {
+        if self.state.is_some() {
+            return Err(BookingError::AlreadyExists);
+        }
+        let event = request.event.ok_or(BookingError::EventNotFound)?;
+        if event.cancelled {
+            return Err(BookingError::EventCancelled);
+        }
+        if event.starts_at <= request.now {
+            return Err(BookingError::EventStarted);
+        }
+        let seats = request.seats.get();
+        Ok(BookingFact::BookingRequested {
+            event_id: event.event_id,
+            user_id: request.user_id,
+            seats,
+            amount_cents: event.price_cents * i64::from(seats),
+            currency: event.currency,
+            card_token: request.card_token,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use cqrs_es::test::TestFramework;
+
+    type Given = TestFramework<Booking>;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2030, 1, 1, 12, 0, 0).unwrap()
+    }
+
+    fn event_id() -> Uuid {
+        Uuid::from_u128(42)
+    }
+
+    fn summary() -> EventSummary {
+        EventSummary {
+            event_id: event_id(),
+            cancelled: false,
+            starts_at: now() + chrono::Duration::days(1),
+            price_cents: 2500,
+            currency: Currency::parse("EUR").unwrap(),
+        }
+    }
+
+    fn request() -> RequestBooking {
+        RequestBooking {
+            event: Some(summary()),
+            user_id: "alice".into(),
+            seats: Seats::parse(3).unwrap(),
+            card_token: CardToken::parse("tok_visa").unwrap(),
+            now: now(),
+        }
+    }
+
+    fn requested() -> BookingFact {
+        BookingFact::BookingRequested {
+            event_id: event_id(),
+            user_id: "alice".into(),
+            seats: 3,
+            amount_cents: 7500,
+            currency: Currency::parse("EUR").unwrap(),
+            card_token: CardToken::parse("tok_visa").unwrap(),
+        }
+    }
+
+    fn user(id: &str) -> Requester {
+        Requester {
+            user_id: id.into(),
+            is_admin: false,
+        }
+    }
+
+    fn cancelled_by_user() -> BookingFact {
+        BookingFact::BookingCancelled {
+            reason: Reason::CancelledByUser,
+        }
+    }
+
+    // Request
+
+    #[test]
+    fn a_request_is_recorded_pending_with_its_price() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(BookingCommand::RequestBooking(request()))
+            .then_expect_events(vec![requested()]);
+    }
+
+    #[test]
+    fn a_request_needs_an_existing_event() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(BookingCommand::RequestBooking(RequestBooking {
+                event: None,
+                ..request()
+            }))
+            .then_expect_error(BookingError::EventNotFound);
+    }
+
+    #[test]
+    fn a_cancelled_event_takes_no_booking() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(BookingCommand::RequestBooking(RequestBooking {
+                event: Some(EventSummary {
+                    cancelled: true,
+                    ..summary()
+                }),
+                ..request()
+            }))
+            .then_expect_error(BookingError::EventCancelled);
+    }
+
+    #[test]
+    fn a_started_event_takes_no_booking() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(BookingCommand::RequestBooking(RequestBooking {
+                now: now() + chrono::Duration::days(2),
+                ..request()
+            }))
+            .then_expect_error(BookingError::EventStarted);
+    }
+
+    #[test]
+    fn a_booking_is_requested_once() {
+        Given::with(())
+            .given(vec![requested()])
+            .when(BookingCommand::RequestBooking(request()))
+            .then_expect_error(BookingError::AlreadyExists);
+    }
+
+    // Saga steps
+
+    #[test]
+    fn a_pending_booking_is_confirmed_once() {
+        Given::with(())
+            .given(vec![requested()])
+            .when(BookingCommand::ConfirmBooking)
+            .then_expect_events(vec![BookingFact::BookingConfirmed]);
+        Given::with(())
+            .given(vec![requested(), BookingFact::BookingConfirmed])
+            .when(BookingCommand::ConfirmBooking)
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_rejected_booking_cannot_be_confirmed() {
+        Given::with(())
+            .given(vec![
+                requested(),
+                BookingFact::BookingRejected {
+                    reason: Reason::SoldOut,
+                },
+            ])
+            .when(BookingCommand::ConfirmBooking)
+            .then_expect_error(BookingError::NotPending("rejected"));
+    }
+
+    #[test]
+    fn a_pending_booking_is_rejected_once() {
+        let rejected = BookingFact::BookingRejected {
+            reason: Reason::PaymentDeclined,
+        };
+        Given::with(())
+            .given(vec![requested()])
+            .when(BookingCommand::RejectBooking {
+                reason: Reason::PaymentDeclined,
+            })
+            .then_expect_events(vec![rejected.clone()]);
+        Given::with(())
+            .given(vec![requested(), rejected])
+            .when(BookingCommand::RejectBooking {
+                reason: Reason::HoldExpired,
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_confirmed_booking_cannot_be_rejected() {
+        Given::with(())
+            .given(vec![requested(), BookingFact::BookingConfirmed])
+            .when(BookingCommand::RejectBooking {
+                reason: Reason::HoldExpired,
+            })
+            .then_expect_error(BookingError::NotPending("confirmed"));
+    }
+
+    #[test]
+    fn commands_on_a_missing_booking_are_refused_not_found() {
+        for command in [
+            BookingCommand::ConfirmBooking,
+            BookingCommand::RejectBooking {
+                reason: Reason::SoldOut,
+            },
+            BookingCommand::CancelBooking { by: user("alice") },
+            BookingCommand::CancelForEvent,
+            BookingCommand::RecordRefund { amount_cents: 1 },
+        ] {
+            Given::with(())
+                .given_no_previous_events()
+                .when(command)
+                .then_expect_error(BookingError::NotFound);
+        }
+    }
+
+    // Cancellation by the user
+
+    #[test]
+    fn the_owner_cancels_a_confirmed_booking() {
+        Given::with(())
+            .given(vec![requested(), BookingFact::BookingConfirmed])
+            .when(BookingCommand::CancelBooking { by: user("alice") })
+            .then_expect_events(vec![cancelled_by_user()]);
+    }
+
+    #[test]
+    fn an_admin_cancels_anyones_booking() {
+        Given::with(())
+            .given(vec![requested(), BookingFact::BookingConfirmed])
+            .when(BookingCommand::CancelBooking {
+                by: Requester {
+                    user_id: "root".into(),
+                    is_admin: true,
+                },
+            })
+            .then_expect_events(vec![cancelled_by_user()]);
+    }
+
+    #[test]
+    fn another_user_cannot_cancel() {
+        Given::with(())
+            .given(vec![requested(), BookingFact::BookingConfirmed])
+            .when(BookingCommand::CancelBooking {
+                by: user("mallory"),
+            })
+            .then_expect_error(BookingError::NotOwner);
+    }
+
+    #[test]
+    fn only_a_confirmed_booking_can_be_cancelled() {
+        Given::with(())
+            .given(vec![requested()])
+            .when(BookingCommand::CancelBooking { by: user("alice") })
+            .then_expect_error(BookingError::NotConfirmed("pending"));
+        Given::with(())
+            .given(vec![
+                requested(),
+                BookingFact::BookingRejected {
+                    reason: Reason::SoldOut,
+                },
+            ])
+            .when(BookingCommand::CancelBooking { by: user("alice") })
+            .then_expect_error(BookingError::NotConfirmed("rejected"));
+    }
+
+    #[test]
+    fn a_booking_is_cancelled_once() {
+        Given::with(())
+            .given(vec![
+                requested(),
+                BookingFact::BookingConfirmed,
+                cancelled_by_user(),
+            ])
+            .when(BookingCommand::CancelBooking { by: user("alice") })
+            .then_expect_error(BookingError::AlreadyCancelled);
+    }
+
+    // Cancellation of the event
+
+    #[test]
+    fn an_event_cancellation_rejects_pending_and_cancels_confirmed() {
+        let reason = Reason::EventCancelled;
+        Given::with(())
+            .given(vec![requested()])
+            .when(BookingCommand::CancelForEvent)
+            .then_expect_events(vec![BookingFact::BookingRejected { reason }]);
+        Given::with(())
+            .given(vec![requested(), BookingFact::BookingConfirmed])
+            .when(BookingCommand::CancelForEvent)
+            .then_expect_events(vec![BookingFact::BookingCancelled { reason }]);
+        Given::with(())
+            .given(vec![
+                requested(),
+                BookingFact::BookingRejected {
+                    reason: Reason::SoldOut,
+                },
+            ])
+            .when(BookingCommand::CancelForEvent)
+            .then_expect_events(vec![]);
+    }
+
+    // Refunds
+
+    #[test]
+    fn a_cancelled_booking_is_refunded_once() {
+        let refunded = BookingFact::BookingRefunded { amount_cents: 7500 };
+        Given::with(())
+            .given(vec![
+                requested(),
+                BookingFact::BookingConfirmed,
+                cancelled_by_user(),
+            ])
+            .when(BookingCommand::RecordRefund { amount_cents: 7500 })
+            .then_expect_events(vec![refunded.clone()]);
+        Given::with(())
+            .given(vec![
+                requested(),
+                BookingFact::BookingConfirmed,
+                cancelled_by_user(),
+                refunded,
+            ])
+            .when(BookingCommand::RecordRefund { amount_cents: 7500 })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn only_a_cancelled_booking_is_refunded() {
+        Given::with(())
+            .given(vec![requested(), BookingFact::BookingConfirmed])
+            .when(BookingCommand::RecordRefund { amount_cents: 7500 })
+            .then_expect_error(BookingError::NotCancelled("confirmed"));
+    }
+
+    #[test]
+    fn the_state_follows_the_facts() {
+        let mut booking = Booking::default();
+        assert!(booking.state().is_none());
+        booking.apply(requested());
+        booking.apply(BookingFact::BookingConfirmed);
+        booking.apply(cancelled_by_user());
+        booking.apply(BookingFact::BookingRefunded { amount_cents: 7500 });
+        let state = booking.state().unwrap();
+        assert_eq!(state.status, BookingStatus::Cancelled);
+        assert_eq!(state.reason, Some(Reason::CancelledByUser));
+        assert!(state.refunded);
+        assert_eq!(state.user_id, "alice");
+    }
+}

@@ -1,0 +1,70 @@
+//! Postgres: pools and migrations.
+//!
+//! The event store (`events`, `snapshots`, `outbox`, `idempotency_keys`) lives in the
+//! default schema of `DATABASE_URL` and its migrations are applied by command-api. The
+//! read models live in their own schema, [`READ_MODEL_SCHEMA`], reached through a pool
+//! whose `search_path` is that schema, so they can move to another database by pointing
+//! `READ_DATABASE_URL` elsewhere. Each part has its own `_sqlx_migrations` table (in its
+//! own schema), so the two migration sets never trip over each other. sqlx takes an
+//! advisory lock while migrating, so replicas may start together.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+/// The schema of the read models.
+pub const READ_MODEL_SCHEMA: &str = "read_models";
+
+/// How long start-up waits for the database before giving up.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// A pool on `url`, waiting up to a minute for the server at start-up (compose starts
+/// everything at once).
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = url.parse().context("DATABASE_URL is not a Postgres URL")?;
+    connect_with(options, max_connections).await
+}
+
+/// A pool on the read-model schema of `url`; creates the schema when missing.
+pub async fn connect_read_models(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = url
+        .parse()
+        .context("READ_DATABASE_URL is not a Postgres URL")?;
+    let pool = connect_with(
+        options.options([("search_path", READ_MODEL_SCHEMA)]),
+        max_connections,
+    )
+    .await?;
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {READ_MODEL_SCHEMA}"))
+        .execute(&pool)
+        .await
+        .context("cannot create the read-model schema")?;
+    Ok(pool)
+}
+
+async fn connect_with(options: PgConnectOptions, max_connections: u32) -> anyhow::Result<PgPool> {
+    let pool_options = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10));
+    let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
+    loop {
+        match pool_options.clone().connect_with(options.clone()).await {
+            Ok(pool) => return Ok(pool),
+            Err(err) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(cause = %err, "database not reachable yet, retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(err) => return Err(err).context("cannot connect to the database"),
+        }
+    }
+}
+
+/// Applies the event-store migrations.
+pub async fn migrate_event_store(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::migrate!("../migrations/event_store")
+        .run(pool)
+        .await
+        .context("event-store migrations failed")
+}

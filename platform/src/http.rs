@@ -1,0 +1,421 @@
+//! The HTTP conventions every boxoffice service shares.
+//!
+//! - [`ApiError`]: one error type, one JSON envelope
+//!   `{"error": {"code", "message", "details"?}}`. Unexpected failures are logged and
+//!   answered 500 without internals.
+//! - [`JsonBody`]: a strict JSON body: 415 without `Content-Type: application/json`,
+//!   413 over [`MAX_BODY_BYTES`], 400 when it is not JSON, 422 with `details` when it
+//!   does not fit the expected shape. It also fingerprints the request for
+//!   `Idempotency-Key`.
+//! - [`PathId`]: a UUID path segment; anything else is a 404, as an unknown id is.
+//! - [`health_router`]: `/health/live` and `/health/ready`.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// The largest request body accepted (64 KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// An answer other than success, rendered as the JSON error envelope.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    code: Cow<'static, str>,
+    message: String,
+    details: Option<Value>,
+    retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with any status and code.
+    pub fn new(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            code: code.into(),
+            message: message.into(),
+            details: None,
+            retry_after_secs: None,
+        }
+    }
+
+    /// 400 with a code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 401 `unauthorized`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403 `forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 409 with a code.
+    pub fn conflict(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// 422 with a code.
+    pub fn unprocessable(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    /// 422 `validation_failed` with one `details` entry per field problem.
+    pub fn validation(details: impl serde::Serialize) -> Self {
+        Self::unprocessable("validation_failed", "the request does not pass validation")
+            .with_details(serde_json::to_value(details).unwrap_or(Value::Null))
+    }
+
+    /// 503 with a code and a `Retry-After`.
+    pub fn unavailable(
+        code: &'static str,
+        message: impl Into<String>,
+        retry_after_secs: u64,
+    ) -> Self {
+        let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+        err.retry_after_secs = Some(retry_after_secs);
+        err
+    }
+
+    /// A failure that is ours, not the client's: logged with its cause, answered 500
+    /// `internal_error` with nothing of the cause in the body.
+    pub fn unexpected(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(cause = %cause, "request failed unexpectedly");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "something went wrong on our side; it was logged",
+        )
+    }
+
+    /// Adds `details` to the envelope.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The error code.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// The envelope, as sent.
+    pub fn body(&self) -> Value {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(details) = &self.details {
+            error["details"] = details.clone();
+        }
+        json!({ "error": error })
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// The fallback for unknown routes: 404 in the envelope.
+pub async fn route_not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// The fallback for a known route and an unknown method: 405 in the envelope.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+/// A JSON request body of type `T`, with the request's fingerprint.
+#[derive(Debug)]
+pub struct JsonBody<T> {
+    /// The parsed body.
+    pub value: T,
+    /// SHA-256 of method, path and canonical JSON body: two requests with the same
+    /// fingerprint asked for the same thing, whatever their whitespace or key order.
+    pub fingerprint: String,
+}
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers().get(header::CONTENT_TYPE)) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as Content-Type: application/json",
+            ));
+        }
+        let method = req.method().to_string();
+        let path = req.uri().path().to_owned();
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body must be at most {MAX_BODY_BYTES} bytes"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return Err(too_large());
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|err| {
+                if is_length_limit(&err) {
+                    too_large()
+                } else {
+                    ApiError::bad_request("unreadable_body", "the body could not be read")
+                }
+            })?;
+        let json: Value = serde_json::from_slice(&bytes).map_err(|err| {
+            ApiError::bad_request(
+                "malformed_json",
+                format!("the body is not valid JSON: {err}"),
+            )
+        })?;
+        let fingerprint = fingerprint(&method, &path, &json);
+        let value = serde_path_to_error::deserialize(&json).map_err(|err| {
+            let field = err.path().to_string();
+            let field = if field == "." { String::new() } else { field };
+            ApiError::validation(json!([{ "field": field, "message": err.inner().to_string() }]))
+        })?;
+        Ok(Self { value, fingerprint })
+    }
+}
+
+fn is_json(content_type: Option<&HeaderValue>) -> bool {
+    let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+fn is_length_limit(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// The request fingerprint: SHA-256 over method, path and the body in canonical JSON
+/// (object keys sorted, no whitespace).
+pub fn fingerprint(method: &str, path: &str, body: &Value) -> String {
+    let mut canonical = String::new();
+    write_canonical(body, &mut canonical);
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_bytes());
+    hasher.update(b" ");
+    hasher.update(path.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(canonical.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// The `{id}` path segment as a UUID. Anything that is not a UUID cannot name anything
+/// we store, so it is answered like an unknown id: 404.
+#[derive(Debug, Clone, Copy)]
+pub struct PathId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::not_found("no such resource"))?;
+        Uuid::parse_str(&raw)
+            .map(Self)
+            .map_err(|_| ApiError::not_found(format!("no resource has the id {raw:?}")))
+    }
+}
+
+/// A boxed future, for readiness checks.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// One dependency checked by `/health/ready`: its name and how to check it.
+pub struct ReadinessCheck {
+    /// The name shown in the answer, for example `database`.
+    pub name: &'static str,
+    /// Resolves to `Err(reason)` when the dependency is not usable.
+    pub check: Arc<dyn Fn() -> BoxFuture<Result<(), String>> + Send + Sync>,
+}
+
+/// `GET /health/live` (the process answers) and `GET /health/ready` (every dependency
+/// answers; 503 naming the failing ones otherwise).
+pub fn health_router<S: Clone + Send + Sync + 'static>(checks: Vec<ReadinessCheck>) -> Router<S> {
+    let checks = Arc::new(checks);
+    Router::new()
+        .route(
+            "/health/live",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        )
+        .route(
+            "/health/ready",
+            get(move || {
+                let checks = checks.clone();
+                async move {
+                    let mut report = serde_json::Map::new();
+                    let mut ready = true;
+                    for check in checks.iter() {
+                        let outcome = tokio::time::timeout(
+                            std::time::Duration::from_secs(3),
+                            (check.check)(),
+                        )
+                        .await
+                        .unwrap_or_else(|_| Err("timed out after 3s".into()));
+                        let value = match outcome {
+                            Ok(()) => Value::from("ok"),
+                            Err(reason) => {
+                                ready = false;
+                                Value::from(reason)
+                            }
+                        };
+                        report.insert(check.name.to_owned(), value);
+                    }
+                    let status = if ready {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    let body = json!({
+                        "status": if ready { "ready" } else { "not_ready" },
+                        "checks": report,
+                    });
+                    (status, Json(body))
+                }
+            }),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_ignores_key_order_and_whitespace() {
+        let a: Value = serde_json::from_str(r#"{"b": 1, "a": {"y": [1, 2], "x": null}}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"a":{"x":null,"y":[1,2]},"b":1}"#).unwrap();
+        assert_eq!(fingerprint("POST", "/p", &a), fingerprint("POST", "/p", &b));
+        assert_ne!(fingerprint("POST", "/p", &a), fingerprint("POST", "/q", &a));
+        let c: Value = serde_json::from_str(r#"{"b": 2, "a": {"y": [1, 2], "x": null}}"#).unwrap();
+        assert_ne!(fingerprint("POST", "/p", &a), fingerprint("POST", "/p", &c));
+    }
+
+    #[test]
+    fn content_types() {
+        assert!(is_json(Some(&HeaderValue::from_static("application/json"))));
+        assert!(is_json(Some(&HeaderValue::from_static(
+            "Application/JSON; charset=utf-8"
+        ))));
+        assert!(!is_json(Some(&HeaderValue::from_static("text/plain"))));
+        assert!(!is_json(None));
+    }
+
+    #[test]
+    fn the_envelope() {
+        let err = ApiError::validation(json!([{"field": "seats", "message": "too many"}]));
+        assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            err.body(),
+            json!({"error": {"code": "validation_failed", "message": "the request does not pass validation",
+                   "details": [{"field": "seats", "message": "too many"}]}})
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! Plumbing shared by the three boxoffice services, so each service's crate holds only
+//! what is its own.
+//!
+//! - [`config`]: reading the environment (twelve-factor).
+//! - [`telemetry`]: `tracing` to stdout, pretty or JSON (`LOG_FORMAT`).
+//! - [`shutdown`]: SIGTERM and Ctrl-C as one cancellation token.
+//! - [`auth`]: HS256 JWTs, roles, and the extractors that check them.
+//! - [`http`]: the JSON error envelope, the strict JSON body extractor, health routes.
+//! - [`db`]: Postgres pools and the migrations each service owns.
+//! - [`kafka`]: the wire envelope of `boxoffice.events` and topic administration.
+//! - [`metrics`]: the prometheus-client registry and its `/metrics` route.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
+pub mod shutdown;
+pub mod telemetry;

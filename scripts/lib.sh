@@ -1,0 +1,454 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/up, scripts/down, scripts/test and .ci/run.
+#
+# Source it, do not run it:   source scripts/lib.sh && start_infra
+#
+# Every public function runs its body in a subshell with `set -euo pipefail`, so
+# it fails as a whole on the first error, and sourcing this file into an
+# interactive shell cannot make that shell exit when something goes wrong. The
+# price: functions cannot set variables for their caller (none needs to).
+#
+# Local infrastructure (all bound to 127.0.0.1 only):
+#   Postgres 15, a private cluster in $STATE_DIR/pg    port $PG_PORT    (55432)
+#   tansu, a Kafka-compatible broker, in memory        port $KAFKA_PORT (59092)
+# Everything it writes goes under $STATE_DIR (default: <repo>/.local, git-ignored).
+
+# Strict mode for the scripts that source this file; not in an interactive
+# shell, where `set -e` would close the terminal on the first failing command.
+[[ $- == *i* ]] || set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+STATE_DIR="${BOXOFFICE_STATE_DIR:-$REPO/.local}"
+# pg_ctl and the services run from other directories: keep the path absolute.
+[[ $STATE_DIR == /* ]] || STATE_DIR="$PWD/$STATE_DIR"
+PG_PORT="${BOXOFFICE_PG_PORT:-55432}"
+KAFKA_PORT="${BOXOFFICE_KAFKA_PORT:-59092}"
+KAFKA_TOPIC_DEFAULT="boxoffice.events"
+
+# cargo-installed tools (tansu, cargo-nextest) live here.
+CARGO_BIN_DIR="${CARGO_HOME:-$HOME/.cargo}/bin"
+case ":$PATH:" in
+    *":$CARGO_BIN_DIR:"*) ;;
+    *) PATH="$CARGO_BIN_DIR:$PATH" ;;
+esac
+export PATH
+
+# --- small helpers --------------------------------------------------------------
+
+say() { printf '==> %s\n' "$*"; }
+warn() { printf '==> WARNING: %s\n' "$*" >&2; }
+die() {
+    printf '==> ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+# Print the last lines of a log file to stderr (used when something fails).
+show_log_tail() { # FILE [LINES]
+    local file="$1" lines="${2:-30}"
+    if [[ -r $file ]]; then
+        printf -- '--- last %s lines of %s ---\n' "$lines" "$file" >&2
+        tail -n "$lines" "$file" >&2 || true
+        printf -- '--- end of %s ---\n' "$file" >&2
+    else
+        printf '(no log at %s)\n' "$file" >&2
+    fi
+}
+
+# Whether something accepts TCP connections on 127.0.0.1:PORT. `timeout` because
+# a connect to a filtered port could otherwise hang.
+port_open() { # PORT
+    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+# Whether PID is a live process. A zombie counts as gone: `kill -0` succeeds on
+# one, and in a container whose init does not reap, it would look alive forever.
+proc_running() { # PID
+    local state
+    kill -0 "$1" 2>/dev/null || return 1
+    # The state follows the command name, which is in parentheses and may hold spaces.
+    state="$(sed 's/.*) //; s/ .*//' "/proc/$1/stat" 2>/dev/null)" || return 1
+    [[ $state != Z ]]
+}
+
+# The pid stored in PIDFILE, if that process is alive and its command line
+# contains PATTERN (guards against a stale pid file whose pid was reused).
+pid_alive() { # PIDFILE PATTERN
+    local pidfile="$1" pattern="$2" pid cmdline
+    [[ -s $pidfile ]] || return 1
+    pid="$(<"$pidfile")"
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    proc_running "$pid" || return 1
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [[ $cmdline == *"$pattern"* ]] || return 1
+    printf '%s\n' "$pid"
+}
+
+# SIGTERM the process in PIDFILE, wait up to TIMEOUT seconds for it to exit, then
+# SIGKILL it. Tolerates a missing pid file or a process that is already gone.
+stop_pidfile() { # NAME PIDFILE PATTERN [TIMEOUT_SECS=15]
+    local name="$1" pidfile="$2" pattern="$3" timeout="${4:-15}" pid deadline
+    if ! pid="$(pid_alive "$pidfile" "$pattern")"; then
+        say "$name is not running"
+        rm -f "$pidfile"
+        return 0
+    fi
+    say "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + timeout))
+    while proc_running "$pid" && ((SECONDS < deadline)); do
+        sleep 0.2
+    done
+    if proc_running "$pid"; then
+        warn "$name (pid $pid) did not exit within ${timeout}s; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        deadline=$((SECONDS + 5))
+        while proc_running "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+        ! proc_running "$pid" || die "$name (pid $pid) survived SIGKILL"
+    fi
+    rm -f "$pidfile"
+}
+
+# Run a command as the owner of the Postgres cluster. Postgres refuses to run as
+# root, so as root we switch to the `postgres` user (created by the Debian
+# package); as any other user we run it directly.
+as_pg_owner() {
+    if ((EUID == 0)); then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# The PostgreSQL bin dir containing initdb: 15 when present, else the newest.
+# Prints nothing when none is installed.
+find_pg_bindir() {
+    local dir
+    if [[ -x /usr/lib/postgresql/15/bin/initdb ]]; then
+        echo /usr/lib/postgresql/15/bin
+        return 0
+    fi
+    for dir in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V -r); do
+        if [[ -x $dir/initdb ]]; then
+            echo "$dir"
+            return 0
+        fi
+    done
+}
+
+pg_bindir() {
+    local dir
+    dir="$(find_pg_bindir)"
+    [[ -n $dir ]] || die "PostgreSQL is not installed (run ensure_postgres_installed)"
+    echo "$dir"
+}
+
+# psql as the cluster's superuser `boxoffice`, over TCP (the cluster has no unix
+# socket). Extra arguments go to psql; the database defaults to `postgres`.
+pg_psql() {
+    PGPASSWORD=boxoffice PGCONNECT_TIMEOUT=5 "$(pg_bindir)/psql" -X -q -v ON_ERROR_STOP=1 \
+        -h 127.0.0.1 -p "$PG_PORT" -U boxoffice "$@"
+}
+
+# Where the cluster lives: $STATE_DIR/pg, or the directory that symlink points to.
+pg_cluster_dir() {
+    if [[ -e $STATE_DIR/pg ]]; then
+        readlink -f "$STATE_DIR/pg"
+    else
+        echo "$STATE_DIR/pg"
+    fi
+}
+
+# Whether the cluster in DATA runs. `pg_ctl status` alone is not enough: it
+# tests the pid in postmaster.pid with kill(pid, 0), which succeeds on a zombie,
+# and a killed postmaster stays one for a while where init reaps slowly (as in
+# this kind of VM). The server would then also refuse to start ("lock file
+# already exists"), so a postmaster.pid naming a dead or zombie pid is removed.
+pg_server_running() { # BIN DATA
+    local bin="$1" data="$2" pid
+    as_pg_owner "$bin/pg_ctl" status -D "$data" >/dev/null 2>&1 || return 1
+    pid="$(head -n 1 "$data/postmaster.pid" 2>/dev/null || true)"
+    if [[ $pid =~ ^[0-9]+$ ]] && ! proc_running "$pid"; then
+        say "removing a stale postmaster.pid (pid $pid is dead: the server was killed)"
+        rm -f "$data/postmaster.pid"
+        return 1
+    fi
+    return 0
+}
+
+tansu_bin() { command -v tansu; }
+
+# --- installation ---------------------------------------------------------------
+
+ensure_postgres_installed() (
+    set -euo pipefail
+    local dir
+    dir="$(find_pg_bindir)"
+    if [[ -z $dir ]]; then
+        say "PostgreSQL not found; installing it with apt-get"
+        local sudo=()
+        ((EUID == 0)) || sudo=(sudo)
+        "${sudo[@]}" apt-get update
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql
+        dir="$(find_pg_bindir)"
+        [[ -n $dir ]] || die "apt-get installed postgresql but no /usr/lib/postgresql/*/bin/initdb was found"
+    fi
+    say "PostgreSQL binaries: $dir ($("$dir/postgres" --version))"
+)
+
+ensure_tansu_installed() (
+    set -euo pipefail
+    if ! tansu --version >/dev/null 2>&1; then
+        say "tansu not found; installing it with cargo install (this takes about 10 minutes)"
+        cargo install tansu --locked --version 0.6.0 --features dynostore
+        tansu --version >/dev/null 2>&1 || die "cargo install tansu finished but 'tansu --version' still fails"
+    fi
+    say "tansu: $(tansu_bin) ($(tansu --version))"
+)
+
+# --- Postgres -------------------------------------------------------------------
+
+start_postgres() (
+    set -euo pipefail
+    local bin link cluster data log pwfile
+    bin="$(pg_bindir)"
+    mkdir -p "$STATE_DIR"
+    link="$STATE_DIR/pg"
+
+    # The cluster's files must belong to (and be reachable by) the postgres
+    # user. A repo under /root (mode 700) is not reachable, so the cluster then
+    # lives under /var/tmp, with $STATE_DIR/pg a symlink to it. The hash keeps
+    # two checkouts (or state dirs) apart.
+    if [[ -L $link ]]; then
+        cluster="$(readlink -f "$link")" || die "cannot resolve $link"
+    elif ((EUID != 0)) || as_pg_owner test -x "$STATE_DIR"; then
+        cluster="$link"
+    elif [[ -e $link ]]; then
+        die "user postgres cannot reach $STATE_DIR, where $link already exists; move it away (or run scripts/down --purge)"
+    else
+        cluster="/var/tmp/boxoffice-pg-$(printf '%s' "$STATE_DIR" | sha256sum | cut -c1-12)"
+        say "user postgres cannot reach $STATE_DIR; the cluster goes to $cluster ($link links to it)"
+        ln -sfn "$cluster" "$link"
+    fi
+    data="$cluster/data"
+    log="$cluster/postgres.log"
+    mkdir -p "$cluster"
+    if ((EUID == 0)); then
+        chown postgres:postgres "$cluster"
+        chmod 700 "$cluster"
+    fi
+
+    if pg_server_running "$bin" "$data"; then
+        local running_port
+        running_port="$(sed -n 4p "$data/postmaster.pid" 2>/dev/null || true)"
+        if [[ -n $running_port && $running_port != "$PG_PORT" ]]; then
+            die "the cluster in $data already runs on port $running_port, not $PG_PORT (scripts/down first to change ports)"
+        fi
+        say "postgres already running on 127.0.0.1:$PG_PORT"
+    elif port_open "$PG_PORT"; then
+        # Another checkout's cluster (CI runs a fresh clone on the machine where a
+        # developer's may still run): tests only need a server where boxoffice
+        # is a superuser, so share it rather than fail.
+        if pg_psql -d postgres -tAc 'SELECT 1' >/dev/null 2>&1; then
+            say "port $PG_PORT already has a Postgres accepting boxoffice/boxoffice (from another checkout or state dir?): using it; scripts/down here will not stop it"
+        else
+            die "port $PG_PORT is already taken by another process (set BOXOFFICE_PG_PORT to use another one)"
+        fi
+    else
+        if [[ ! -f $data/PG_VERSION ]]; then
+            say "creating a Postgres cluster in $data"
+            # The superuser's password goes through a file, not the command line.
+            pwfile="$(mktemp "$cluster/pwfile.XXXXXX")"
+            printf 'boxoffice\n' >"$pwfile"
+            ((EUID != 0)) || chown postgres:postgres "$pwfile"
+            if ! as_pg_owner "$bin/initdb" -D "$data" --username=boxoffice --auth=scram-sha-256 \
+                --pwfile="$pwfile" --encoding=UTF8 --locale=C >"$cluster/initdb.log" 2>&1; then
+                rm -f "$pwfile"
+                show_log_tail "$cluster/initdb.log"
+                die "initdb failed (its output is above)"
+            fi
+            rm -f "$pwfile"
+        fi
+        say "starting postgres on 127.0.0.1:$PG_PORT (log: $log)"
+        # unix_socket_directories='' : no socket file, so nothing to clash with a
+        # system cluster and no permission questions; clients must use TCP.
+        # pg_ctl hands -o to a shell, hence the inner quotes.
+        # A postmaster.pid left by a killed server is handled by pg_server_running
+        # (zombie) or by the server itself (dead pid); if not, the log says why.
+        if ! as_pg_owner "$bin/pg_ctl" start -w -t 60 -D "$data" -l "$log" \
+            -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=500 -c shared_buffers=256MB" \
+            >/dev/null; then
+            show_log_tail "$log"
+            die "postgres did not start (the end of its log is above)"
+        fi
+    fi
+
+    if [[ "$(pg_psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'boxoffice'")" != 1 ]]; then
+        say "creating database boxoffice"
+        pg_psql -d postgres -c 'CREATE DATABASE boxoffice'
+    fi
+)
+
+stop_postgres() (
+    set -euo pipefail
+    local cluster data bin
+    cluster="$(pg_cluster_dir)"
+    data="$cluster/data"
+    if [[ ! -f $data/PG_VERSION ]]; then
+        say "postgres: no cluster in $data, nothing to stop"
+        return 0
+    fi
+    bin="$(find_pg_bindir)"
+    if [[ -z $bin ]]; then
+        warn "postgres binaries not found; cannot stop the cluster in $data"
+        return 0
+    fi
+    if ! pg_server_running "$bin" "$data"; then
+        say "postgres is not running"
+        return 0
+    fi
+    say "stopping postgres ($data)"
+    if ! as_pg_owner "$bin/pg_ctl" stop -m fast -w -t 60 -D "$data" >/dev/null; then
+        show_log_tail "$cluster/postgres.log"
+        die "pg_ctl stop failed"
+    fi
+)
+
+# --- tansu (Kafka-compatible broker) ----------------------------------------------
+
+start_broker() (
+    set -euo pipefail
+    local pidfile="$STATE_DIR/tansu.pid" log="$STATE_DIR/tansu.log" tansu pid deadline
+    tansu="$(tansu_bin)" || die "tansu is not installed (run ensure_tansu_installed)"
+    mkdir -p "$STATE_DIR"
+
+    if pid="$(pid_alive "$pidfile" tansu)"; then
+        if port_open "$KAFKA_PORT"; then
+            say "broker already running on 127.0.0.1:$KAFKA_PORT (pid $pid)"
+            return 0
+        fi
+        # Alive but not listening: hung or listening elsewhere. Start afresh.
+        warn "tansu (pid $pid) is alive but 127.0.0.1:$KAFKA_PORT does not answer; restarting it"
+        stop_pidfile tansu "$pidfile" tansu 10
+    fi
+    # tansu 0.6.0 does not fail when its port is taken: it logs the error and
+    # exits with status 0. So check first. A broker that answers is shared, as
+    # in start_postgres (topics are per test anyway).
+    if port_open "$KAFKA_PORT"; then
+        if timeout 10 "$tansu" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1; then
+            say "port $KAFKA_PORT already has a Kafka broker (from another checkout or state dir?): using it; scripts/down here will not stop it"
+            return 0
+        fi
+        die "port $KAFKA_PORT is already taken by another process (set BOXOFFICE_KAFKA_PORT to use another one)"
+    fi
+
+    say "starting tansu on 127.0.0.1:$KAFKA_PORT (log: $log)"
+    rm -f "$pidfile" # a stale one would be mistaken for the new process below
+    # setsid: own session, so it survives this script and its terminal. The pid
+    # is written by the process itself (bash, then exec): `$!` would be wrong
+    # whenever setsid has to fork.
+    # shellcheck disable=SC2016 # $$ and $1 are for the inner bash
+    setsid nohup bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" \
+        "$tansu" broker \
+        --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --storage-engine memory://tansu/ \
+        >"$log" 2>&1 </dev/null &
+
+    deadline=$((SECONDS + 30))
+    until port_open "$KAFKA_PORT"; do
+        if ((SECONDS >= deadline)); then
+            show_log_tail "$log"
+            die "tansu did not accept connections on 127.0.0.1:$KAFKA_PORT within 30s"
+        fi
+        # Fail fast when it died (the pid file may not be written yet at first).
+        if [[ -s $pidfile ]] && ! proc_running "$(<"$pidfile")"; then
+            show_log_tail "$log"
+            die "tansu exited during start-up (the end of its log is above)"
+        fi
+        sleep 0.2
+    done
+    pid_alive "$pidfile" tansu >/dev/null || {
+        show_log_tail "$log"
+        die "the port answers but our tansu is not running"
+    }
+)
+
+stop_broker() (
+    set -euo pipefail
+    stop_pidfile tansu "$STATE_DIR/tansu.pid" tansu 15
+)
+
+# Create a topic; an existing topic is fine. The broker keeps topics in memory,
+# so they are gone after a restart: call this after every start_broker.
+create_topic() ( # NAME [PARTITIONS=6]
+    set -euo pipefail
+    local name="$1" partitions="${2:-6}" broker="tcp://127.0.0.1:$KAFKA_PORT" out
+    # `timeout`: a tansu client talking to a broker that is shutting down hangs.
+    if out="$(timeout 30 tansu topic create --broker "$broker" --partitions "$partitions" "$name" 2>&1)"; then
+        say "created topic $name ($partitions partitions)"
+        return 0
+    fi
+    # It exits 1 with "Topic with this name already exists." in that case.
+    if timeout 30 tansu topic list --broker "$broker" 2>/dev/null | grep -qF "\"name\":\"$name\""; then
+        say "topic $name already exists"
+        return 0
+    fi
+    printf '%s\n' "$out" >&2
+    die "could not create topic $name on $broker"
+)
+
+# Poll URL until it answers 200. With PID, give up as soon as that process is
+# gone (no point waiting 60s for a service that crashed at start-up).
+wait_http() ( # URL TIMEOUT_SECS [PID]
+    set -euo pipefail
+    local url="$1" timeout="$2" pid="${3:-}" code deadline
+    deadline=$((SECONDS + timeout))
+    while :; do
+        code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" 2>/dev/null || true)"
+        [[ $code == 200 ]] && return 0
+        if [[ -n $pid ]] && ! proc_running "$pid"; then
+            die "$url: the process (pid $pid) exited before answering 200"
+        fi
+        if ((SECONDS >= deadline)); then
+            die "$url did not answer 200 within ${timeout}s (last status: ${code:-none})"
+        fi
+        sleep 0.3
+    done
+)
+
+# --- environment for the services -----------------------------------------------
+
+write_env_file() (
+    set -euo pipefail
+    local secret_file="$STATE_DIR/jwt-secret" env_file="$STATE_DIR/env" secret tmp
+    mkdir -p "$STATE_DIR"
+    umask 077 # the secret and the env file holding it stay private
+    if [[ ! -s $secret_file ]]; then
+        od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$secret_file"
+    fi
+    secret="$(<"$secret_file")"
+    tmp="$(mktemp "$env_file.XXXXXX")"
+    {
+        echo "# Written by scripts/lib.sh (write_env_file); regenerated on every start."
+        printf 'export DATABASE_URL=%q\n' "postgres://boxoffice:boxoffice@127.0.0.1:$PG_PORT/boxoffice"
+        printf 'export KAFKA_BROKERS=%q\n' "127.0.0.1:$KAFKA_PORT"
+        printf 'export KAFKA_TOPIC=%q\n' "$KAFKA_TOPIC_DEFAULT"
+        printf 'export BOXOFFICE_JWT_SECRET=%q\n' "$secret"
+        printf 'export COMMAND_API_ADDR=%q\n' "${COMMAND_API_ADDR:-127.0.0.1:${BOXOFFICE_COMMAND_PORT:-8080}}"
+        printf 'export QUERY_API_ADDR=%q\n' "${QUERY_API_ADDR:-127.0.0.1:${BOXOFFICE_QUERY_PORT:-8081}}"
+        printf 'export PROJECTOR_ADDR=%q\n' "${PROJECTOR_ADDR:-127.0.0.1:${BOXOFFICE_PROJECTOR_PORT:-8082}}"
+    } >"$tmp"
+    mv -f "$tmp" "$env_file"
+    say "wrote $env_file"
+)
+
+# Postgres, the broker, the topic and the env file. Idempotent.
+start_infra() (
+    set -euo pipefail
+    ensure_postgres_installed
+    ensure_tansu_installed
+    start_postgres
+    start_broker
+    create_topic "$KAFKA_TOPIC_DEFAULT"
+    write_env_file
+)
