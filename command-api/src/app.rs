@@ -153,19 +153,7 @@ impl Application {
         let broker = self.broker.clone();
         let topic = self.config.topic.name.clone();
         vec![
-            ReadinessCheck {
-                name: "database",
-                check: Arc::new(move || {
-                    let pool = pool.clone();
-                    Box::pin(async move {
-                        sqlx::query("SELECT 1")
-                            .execute(&pool)
-                            .await
-                            .map(drop)
-                            .map_err(|err| err.to_string())
-                    })
-                }),
-            },
+            ReadinessCheck::database("database", pool),
             ReadinessCheck {
                 name: "broker",
                 check: Arc::new(move || {

@@ -104,6 +104,8 @@ pub struct Submission<'a> {
     pub accepted: StatusCode,
     /// Fields added to the accepted body besides `id` and `consistency_token`.
     pub extra: &'static [(&'static str, &'static str)],
+    /// Whether the command creates its aggregate under an id just made up.
+    pub creates: bool,
 }
 
 /// The consistency token of an aggregate's state after `sequence`: what the query API
@@ -177,7 +179,12 @@ where
     let metadata = metadata(s);
     let id = aggregate_id.to_string();
     for attempt in 1..=MAX_ATTEMPTS {
-        match store.execute(&id, command.clone(), &metadata).await {
+        let outcome = if s.creates && attempt == 1 {
+            store.create(&id, command.clone(), &metadata).await
+        } else {
+            store.execute(&id, command.clone(), &metadata).await
+        };
+        match outcome {
             Ok(committed) => {
                 let token = consistency_token(A::TYPE, &id, committed.last_sequence as i64);
                 return ("accepted", accepted(s, &id, &token));

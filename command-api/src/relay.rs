@@ -73,8 +73,14 @@ const STALL_AFTER: Duration = Duration::from_secs(20);
 /// After SIGTERM, how long an in-flight batch may still take to be acknowledged.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// The least time between two `NOTIFY`s of one process. Under load the relay is busy
+/// anyway and a notification per commit would only cost a transaction each; when it is
+/// idle, this is the most a notification waits.
+const NOTIFY_EVERY: Duration = Duration::from_millis(5);
+
 /// Sends one `NOTIFY` on [`CHANNEL`] after commits, coalescing bursts: however many
-/// commits happen while a `NOTIFY` is in flight, one more follows.
+/// commits happen while a `NOTIFY` is in flight or within [`NOTIFY_EVERY`] of the last
+/// one, one more follows.
 pub async fn notify_after_commits(
     pool: PgPool,
     appended: Arc<Notify>,
@@ -85,6 +91,7 @@ pub async fn notify_after_commits(
             () = shutdown.cancelled() => return,
             () = appended.notified() => {}
         }
+        let sent = Instant::now();
         if let Err(err) = sqlx::query("SELECT pg_notify($1, '')")
             .bind(CHANNEL)
             .execute(&pool)
@@ -92,6 +99,10 @@ pub async fn notify_after_commits(
         {
             // The relay's polling covers a lost notification.
             tracing::warn!(cause = %err, "cannot notify the outbox relay");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(NOTIFY_EVERY.saturating_sub(sent.elapsed())) => {}
         }
     }
 }
@@ -253,7 +264,6 @@ impl Relay {
             self.metrics
                 .outbox_published
                 .inc_by(delivery.acked.len() as u64);
-            backlog_counted = None;
 
             if let Some(failure) = delivery.failure {
                 let failed = batch.len() - delivery.acked.len();

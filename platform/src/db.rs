@@ -47,6 +47,9 @@ pub async fn connect_read_models(url: &str, max_connections: u32) -> anyhow::Res
 async fn connect_with(options: PgConnectOptions, max_connections: u32) -> anyhow::Result<PgPool> {
     let pool_options = PgPoolOptions::new()
         .max_connections(max_connections)
+        // sqlx pings every connection it hands out by default: a round trip per query.
+        // A broken connection shows up as the query's error anyway, and is replaced.
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10));
     let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
     loop {

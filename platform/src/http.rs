@@ -337,6 +337,25 @@ pub struct ReadinessCheck {
     pub check: Arc<dyn Fn() -> BoxFuture<Result<(), String>> + Send + Sync>,
 }
 
+impl ReadinessCheck {
+    /// A check that `pool`'s database answers `SELECT 1`.
+    pub fn database(name: &'static str, pool: sqlx::PgPool) -> Self {
+        Self {
+            name,
+            check: Arc::new(move || {
+                let pool = pool.clone();
+                Box::pin(async move {
+                    sqlx::query("SELECT 1")
+                        .execute(&pool)
+                        .await
+                        .map(drop)
+                        .map_err(|err| err.to_string())
+                })
+            }),
+        }
+    }
+}
+
 /// `GET /health/live` (the process answers) and `GET /health/ready` (every dependency
 /// answers; 503 naming the failing ones otherwise).
 pub fn health_router<S: Clone + Send + Sync + 'static>(checks: Vec<ReadinessCheck>) -> Router<S> {

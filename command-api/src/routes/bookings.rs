@@ -3,6 +3,8 @@
 //!
 //! A booking is recorded `pending`; the saga moves it on.
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -18,6 +20,9 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::commands::{submit, RequestContext, Submission};
+
+/// How old the event a booking request looks at may be.
+const EVENT_MAX_AGE: Duration = Duration::from_secs(1);
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -47,9 +52,13 @@ async fn request_booking(
             "validation passed with a missing field",
         ));
     };
+    // What a booking needs of its event hardly changes: start, price and currency never
+    // do, and a booking accepted just after a cancellation made elsewhere is rejected
+    // by the saga (`event_cancelled`). So the event may be up to a second old here,
+    // which saves a round trip per booking on a busy event.
     let event = app
         .events
-        .read(&event_id.to_string(), |event, _| {
+        .read_recent(&event_id.to_string(), EVENT_MAX_AGE, |event, _| {
             event.details().map(|details| EventSummary {
                 event_id,
                 cancelled: event.is_cancelled(),
@@ -74,6 +83,7 @@ async fn request_booking(
         fingerprint: &body.fingerprint,
         accepted: StatusCode::ACCEPTED,
         extra: &[("status", "pending")],
+        creates: true,
     };
     Ok(submit(&app, &app.bookings, submission, Uuid::now_v7(), command).await)
 }
@@ -106,6 +116,7 @@ async fn cancel_booking(
         fingerprint: &fingerprint,
         accepted: StatusCode::ACCEPTED,
         extra: &[],
+        creates: false,
     };
     Ok(submit(&app, &app.bookings, submission, booking_id, command).await)
 }

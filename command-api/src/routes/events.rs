@@ -126,6 +126,7 @@ async fn schedule_event(
         fingerprint: &body.fingerprint,
         accepted: StatusCode::CREATED,
         extra: &[],
+        creates: true,
     };
     Ok(submit(&app, &app.events, submission, Uuid::now_v7(), command).await)
 }
@@ -158,6 +159,7 @@ async fn cancel_event(
         fingerprint: &body.fingerprint,
         accepted: StatusCode::ACCEPTED,
         extra: &[],
+        creates: false,
     };
     Ok(submit(&app, &app.events, submission, event_id, command).await)
 }

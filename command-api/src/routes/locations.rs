@@ -93,6 +93,7 @@ async fn create_location(
         fingerprint: &body.fingerprint,
         accepted: StatusCode::CREATED,
         extra: &[],
+        creates: true,
     };
     Ok(submit(&app, &app.locations, submission, Uuid::now_v7(), command).await)
 }
@@ -116,6 +117,7 @@ async fn add_hall(
         fingerprint: &body.fingerprint,
         accepted: StatusCode::CREATED,
         extra: &[],
+        creates: false,
     };
     Ok(submit(
         &app,

@@ -1,0 +1,274 @@
+//! The `bookings` scenario: booking requests against command-api, next to the raw commit
+//! rate of one-row INSERTs into an events-shaped table with as many connections.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use platform::auth::{Jwt, Role};
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::report::Measured;
+
+/// Options of the scenario.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Concurrent clients, comma separated: one measurement each.
+    #[arg(long, value_delimiter = ',', default_value = "8,32")]
+    clients: Vec<usize>,
+    /// Seconds measured per run.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Seconds of load before each run's measurement starts (not counted).
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+    /// command-api's address, `host:port`.
+    #[arg(long, env = "COMMAND_API_ADDR", default_value = "127.0.0.1:8080")]
+    command_api: String,
+    /// The event store's database (the baseline table is created and dropped there).
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+    /// The secret the stack signs tokens with.
+    #[arg(long, env = "BOXOFFICE_JWT_SECRET")]
+    jwt_secret: String,
+}
+
+/// Runs the scenario and prints the table.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let base = format!("http://{}", args.command_api);
+    let jwt = Jwt::new(&args.jwt_secret);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let event = create_event(&http, &base, &jwt).await?;
+    let warmup = Duration::from_secs(args.warmup);
+    let duration = Duration::from_secs(args.seconds);
+
+    println!("boxoffice bench: bookings");
+    println!("  target: POST {base}/v1/events/{event}/bookings, 1 seat, a new user per client");
+    println!("  baseline: one-row INSERT + COMMIT into an events-shaped table, one connection per client");
+    println!(
+        "  each run: {}s warm-up, then {}s measured\n",
+        args.warmup, args.seconds
+    );
+    let mut summary = Vec::new();
+    for &clients in &args.clients {
+        let bookings =
+            measure_bookings(&http, &base, &jwt, &event, clients, warmup, duration).await?;
+        let baseline = measure_inserts(&args.database_url, clients, warmup, duration).await?;
+        let ratio = bookings.rate() / baseline.rate().max(f64::EPSILON);
+        println!("clients = {clients}");
+        println!("  {}", bookings.line("bookings (command-api)"));
+        println!("  {}", baseline.line("baseline (raw INSERT)"));
+        println!("  ratio bookings/baseline: {ratio:.2}\n");
+        summary.push((
+            clients,
+            bookings.rate(),
+            bookings.ms(0.99),
+            baseline.rate(),
+            ratio,
+        ));
+    }
+    println!("summary");
+    println!(
+        "  {:>7}  {:>11}  {:>12}  {:>11}  {:>6}",
+        "clients", "bookings/s", "p99 ms", "inserts/s", "ratio"
+    );
+    for (clients, rate, p99, baseline, ratio) in summary {
+        println!("  {clients:>7}  {rate:>11.0}  {p99:>12.2}  {baseline:>11.0}  {ratio:>6.2}");
+    }
+    Ok(())
+}
+
+/// A location with one big hall and an event in it, so no run sells out.
+async fn create_event(http: &reqwest::Client, base: &str, jwt: &Jwt) -> anyhow::Result<String> {
+    let admin = jwt.issue("bench-admin", Role::Admin, Duration::from_secs(3600));
+    let location = post(
+        http,
+        &format!("{base}/v1/locations"),
+        &admin,
+        &json!({"name": "Bench Arena", "address": "1 Load Street", "country": "FR",
+                "halls": [{"name": "Main", "capacity": 1_000_000}]}),
+    )
+    .await
+    .context("cannot create the bench location: is the stack running (scripts/up)?")?;
+    let starts = chrono::Utc::now() + chrono::Duration::days(60);
+    let event = post(
+        http,
+        &format!("{base}/v1/events"),
+        &admin,
+        &json!({"name": "Bench night", "location_id": location, "hall": "Main",
+                "starts_at": starts.to_rfc3339(),
+                "ends_at": (starts + chrono::Duration::hours(3)).to_rfc3339(),
+                "price_cents": 1000, "currency": "EUR"}),
+    )
+    .await?;
+    Ok(event)
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &Value,
+) -> anyhow::Result<String> {
+    let response = http.post(url).bearer_auth(token).json(body).send().await?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("{url} answered {status}: {body}");
+    }
+    Ok(body["id"].as_str().unwrap_or_default().to_owned())
+}
+
+async fn measure_bookings(
+    http: &reqwest::Client,
+    base: &str,
+    jwt: &Jwt,
+    event: &str,
+    clients: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Measured> {
+    let url = Arc::new(format!("{base}/v1/events/{event}/bookings"));
+    let run = Uuid::new_v4().simple().to_string();
+    drive(clients, warmup, duration, |client| {
+        let http = http.clone();
+        let url = url.clone();
+        let token = jwt.issue(
+            &format!("bench-{run}-{client}"),
+            Role::Customer,
+            Duration::from_secs(3600),
+        );
+        move || {
+            let request = http
+                .post(url.as_str())
+                .bearer_auth(&token)
+                .json(&json!({"seats": 1, "card_token": "tok_bench"}))
+                .send();
+            async move {
+                let response = request.await?;
+                if response.status() != reqwest::StatusCode::ACCEPTED {
+                    bail!("answered {}", response.status());
+                }
+                Ok(())
+            }
+        }
+    })
+    .await
+}
+
+async fn measure_inserts(
+    database_url: &str,
+    clients: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Measured> {
+    let pool = PgPoolOptions::new()
+        .max_connections(u32::try_from(clients)?)
+        .connect(database_url)
+        .await?;
+    sqlx::query("DROP TABLE IF EXISTS bench_baseline")
+        .execute(&pool)
+        .await?;
+    // The same columns, defaults, keys and indexes as `events`; no trigger.
+    sqlx::query("CREATE TABLE bench_baseline (LIKE events INCLUDING ALL)")
+        .execute(&pool)
+        .await?;
+    // A payload and metadata the size of a real BookingRequested.
+    let payload = json!({"BookingRequested": {"event_id": Uuid::new_v4(), "user_id": "bench-user-0000",
+        "seats": 1, "amount_cents": 1000, "currency": "EUR", "card_token": "tok_bench"}});
+    let metadata = json!({"user_id": "bench-user-0000", "correlation_id": Uuid::new_v4(),
+        "causation_id": Uuid::new_v4(), "recorded_at": chrono::Utc::now().to_rfc3339()});
+    let measured = drive(clients, warmup, duration, |_| {
+        let pool: PgPool = pool.clone();
+        let (payload, metadata) = (payload.clone(), metadata.clone());
+        let conn = Arc::new(tokio::sync::Mutex::new(None));
+        move || {
+            let (pool, payload, metadata, conn) = (pool.clone(), payload.clone(), metadata.clone(), conn.clone());
+            async move {
+                // Each client keeps one connection for the whole run.
+                let mut guard = conn.lock().await;
+                if guard.is_none() {
+                    *guard = Some(pool.acquire().await?);
+                }
+                let conn = guard.as_mut().context("no connection")?;
+                sqlx::query(
+                    "INSERT INTO bench_baseline (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+                     VALUES ('booking', $1, 1, 'BookingRequested', '1.0', $2, $3)",
+                )
+                .bind(Uuid::now_v7().to_string())
+                .bind(&payload)
+                .bind(&metadata)
+                .execute(&mut **conn)
+                .await?;
+                Ok(())
+            }
+        }
+    })
+    .await;
+    sqlx::query("DROP TABLE IF EXISTS bench_baseline")
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    measured
+}
+
+/// Runs `clients` loops of `op` for `warmup + duration`, recording only after the
+/// warm-up. `make(client)` builds each client's operation.
+async fn drive<M, F, Fut>(
+    clients: usize,
+    warmup: Duration,
+    duration: Duration,
+    make: M,
+) -> anyhow::Result<Measured>
+where
+    M: Fn(usize) -> F,
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + duration;
+    let mut tasks = Vec::with_capacity(clients);
+    for client in 0..clients {
+        let mut op = make(client);
+        tasks.push(tokio::spawn(async move {
+            let mut measured = Measured::new();
+            let mut first_error = None;
+            loop {
+                let began = Instant::now();
+                if began >= end {
+                    break;
+                }
+                let outcome = op().await;
+                if began < measure_from {
+                    continue;
+                }
+                match outcome {
+                    Ok(()) => measured.record(began.elapsed()),
+                    Err(err) => {
+                        measured.errors += 1;
+                        first_error.get_or_insert(err);
+                    }
+                }
+            }
+            (measured, first_error)
+        }));
+    }
+    let mut total = Measured::new();
+    for task in tasks {
+        let (measured, first_error) = task.await?;
+        if let Some(err) = first_error {
+            eprintln!("  a client saw errors, first: {err:#}");
+        }
+        total.merge(&measured);
+    }
+    total.elapsed = duration;
+    Ok(total)
+}
