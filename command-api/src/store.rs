@@ -18,17 +18,15 @@
 //!   benchmark). The rows are the ones postgres-es writes and reads, and the key
 //!   `(aggregate_type, aggregate_id, sequence)` is the same optimistic lock.
 //!
-//! Upcasters registered with [`AggregateStore::with_upcasters`] are applied to every
-//! stored event before it is deserialized, as cqrs-es's `PersistedEventStore` does.
+//! Stored events pass through the domain's upcasters (`domain::upcast`) before they are
+//! deserialized, as in cqrs-es's `PersistedEventStore`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::{Duration, Instant};
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::{
-    EventUpcaster, PersistedEventRepository, PersistenceError, SerializedEvent,
-};
+use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
 use cqrs_es::{Aggregate, EventEnvelope};
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
@@ -87,7 +85,6 @@ struct Loaded<A> {
 pub struct AggregateStore<A: Aggregate> {
     pool: PgPool,
     repo: PostgresEventRepository,
-    upcasters: Vec<Box<dyn EventUpcaster>>,
     services: A::Services,
     slots: SyncMutex<HashMap<String, Arc<Mutex<Loaded<A>>>>>,
     appended: Arc<Notify>,
@@ -110,18 +107,11 @@ where
         Self {
             repo: PostgresEventRepository::new(pool.clone()),
             pool,
-            upcasters: Vec::new(),
             services,
             slots: SyncMutex::new(HashMap::new()),
             appended,
             metrics,
         }
-    }
-
-    /// Registers upcasters, in the order they apply.
-    pub fn with_upcasters(mut self, upcasters: Vec<Box<dyn EventUpcaster>>) -> Self {
-        self.upcasters = upcasters;
-        self
     }
 
     /// Reads the current state of an aggregate (the default state when it has no
@@ -290,23 +280,13 @@ where
             .get_last_events::<A>(aggregate_id, loaded.sequence)
             .await?;
         for event in events {
-            let event = self.upcast(event);
+            let event = domain::upcast::upcast_serialized(event);
             let envelope = EventEnvelope::<A>::try_from(event)?;
             loaded.aggregate.apply(envelope.payload);
             loaded.sequence = envelope.sequence;
         }
         loaded.caught_up_at = Some(Instant::now());
         Ok(())
-    }
-
-    fn upcast(&self, event: SerializedEvent) -> SerializedEvent {
-        self.upcasters.iter().fold(event, |event, upcaster| {
-            if upcaster.can_upcast(&event.event_type, &event.event_version) {
-                upcaster.upcast(event)
-            } else {
-                event
-            }
-        })
     }
 
     fn slot(&self, aggregate_id: &str) -> Arc<Mutex<Loaded<A>>> {

@@ -96,7 +96,7 @@ async fn sigterm_finishes_in_flight_requests_releases_the_relay_and_exits_0() {
     let db = TestDb::create().await;
     let brokers = testkit::kafka_brokers();
     let process =
-        ServiceProcess::start(&config(&db.url, &brokers, &testkit::unique_topic(), true)).await;
+        command_api_process(&config(&db.url, &brokers, &testkit::unique_topic(), true)).await;
     let base = process.base_url();
     let client = testkit::http();
     let location = post_json(&client, &base, "/v1/locations", &admin(), None, &json!({"name": "O", "address": "P", "country": "FR", "halls": [{"name": "Main", "capacity": 100}]})).await.id();
@@ -171,7 +171,7 @@ async fn sigterm_finishes_in_flight_requests_releases_the_relay_and_exits_0() {
 #[tokio::test]
 async fn logs_are_json_lines_with_log_format_json() {
     let db = TestDb::create().await;
-    let process = ServiceProcess::start(&config(
+    let process = command_api_process(&config(
         &db.url,
         "127.0.0.1:1",
         &testkit::unique_topic(),

@@ -231,7 +231,7 @@ async fn a_relay_killed_while_publishing_loses_nothing_and_repeats_nothing() {
     backlog(&db, 100, 60).await;
     let total = 6000;
 
-    let mut relay = ServiceProcess::start(&config(&db.url, &brokers, &topic, true)).await;
+    let mut relay = command_api_process(&config(&db.url, &brokers, &topic, true)).await;
     eventually(
         Duration::from_secs(60),
         "publishing to be under way",
@@ -245,7 +245,7 @@ async fn a_relay_killed_while_publishing_loses_nothing_and_repeats_nothing() {
     let left_at_crash = db.scalar("SELECT count(*) FROM outbox").await;
     assert!(left_at_crash > 0, "the relay finished before it was killed");
 
-    let relay = ServiceProcess::start(&config(&db.url, &brokers, &topic, true)).await;
+    let relay = command_api_process(&config(&db.url, &brokers, &topic, true)).await;
     drained(&db, Duration::from_secs(120)).await;
 
     let expected = stored(&db).await;

@@ -10,6 +10,7 @@
 //! - [`booking`]: a user's request for seats of an event, and its status machine.
 //! - [`values`]: validated values (names, capacities, seats, money) parsed once at the edge.
 //! - [`error`]: what every refusal of the domain has in common.
+//! - [`upcast`]: reading facts stored in an older shape.
 //!
 //! Naming: commands are imperative (`ReserveSeats`), domain events past tense
 //! (`SeatsReserved`). The enums of domain events are called `...Fact` (`EventFact`)
@@ -20,6 +21,7 @@ pub mod booking;
 pub mod error;
 pub mod event;
 pub mod location;
+pub mod upcast;
 pub mod values;
 
 pub use error::{DomainError, ErrorKind};

@@ -71,3 +71,12 @@ pub async fn migrate_event_store(pool: &PgPool) -> anyhow::Result<()> {
         .await
         .context("event-store migrations failed")
 }
+
+/// Applies the read-model migrations (into the read-model schema: `pool` must come from
+/// [`connect_read_models`]).
+pub async fn migrate_read_models(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::migrate!("../migrations/read_models")
+        .run(pool)
+        .await
+        .context("read-model migrations failed")
+}

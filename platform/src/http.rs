@@ -307,6 +307,24 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
+/// A query string of shape `T`: 422 `validation_failed` when it does not fit.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(value)| Self(value))
+            .map_err(|rejection| {
+                ApiError::validation(
+                    json!([{ "field": "query", "message": rejection.body_text() }]),
+                )
+            })
+    }
+}
+
 /// The `{id}` path segment as a UUID. Anything that is not a UUID cannot name anything
 /// we store, so it is answered like an unknown id: 404.
 #[derive(Debug, Clone, Copy)]

@@ -1,12 +1,116 @@
-//! The projector binary.
+//! The projector binary: with no arguments it runs the service; `rebuild` and `status`
+//! are for operators.
 
-use projector::{Application, Config};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use projector::engine::PROJECTIONS;
+use projector::{rebuild, status, Application, Config};
+
+#[derive(Parser)]
+#[command(
+    name = "projector",
+    about = "boxoffice read side: Kafka consumer, read models, rebuilds"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the projector service (the default).
+    Serve,
+    /// Rebuild a projection (locations, events, bookings, or all) from the event store
+    /// while the live one keeps serving, then swap it in.
+    Rebuild {
+        /// A projection's name, or `all`.
+        name: String,
+    },
+    /// Print each projection's state: live or rebuilding, lag, last applied, rebuild.
+    Status,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    platform::telemetry::init();
-    let config = Config::from_env()?;
-    let listener = tokio::net::TcpListener::bind(config.addr).await?;
-    let app = Application::build(config).await?;
-    app.run(listener, platform::shutdown::on_signal()).await
+    let command = Cli::parse().command.unwrap_or(Command::Serve);
+    if let Command::Serve = command {
+        platform::telemetry::init();
+        let config = Config::from_env()?;
+        let listener = tokio::net::TcpListener::bind(config.addr).await?;
+        let app = Application::build(config).await?;
+        return app.run(listener, platform::shutdown::on_signal()).await;
+    }
+    let ctx = projector::app::connect(Config::from_env()?).await?;
+    match command {
+        Command::Serve => unreachable!("handled above"),
+        Command::Status => print_status(&ctx).await,
+        Command::Rebuild { name } => {
+            let names: Vec<&str> = if name == "all" {
+                PROJECTIONS.to_vec()
+            } else {
+                vec![name.as_str()]
+            };
+            for name in names {
+                let bar = ProgressBar::new(0).with_message(name.to_owned());
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{msg:>9} [{bar:40}] {pos}/{len} events {per_sec} {eta}",
+                    )?
+                    .progress_chars("=> "),
+                );
+                bar.enable_steady_tick(Duration::from_millis(200));
+                let progress = |p: rebuild::Progress| {
+                    bar.set_length(p.total);
+                    bar.set_position(p.done);
+                };
+                let report = rebuild::run(&ctx.read, &ctx.store, name, None, &progress).await;
+                bar.finish();
+                let report = report?;
+                println!(
+                    "{name}: {} events in {:.1} s ({:.0} events/s), swapped in",
+                    report.events,
+                    report.elapsed.as_secs_f64(),
+                    report.rate()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn print_status(ctx: &projector::Context) -> anyhow::Result<()> {
+    let statuses = status::all(&ctx.read, &ctx.store).await?;
+    println!(
+        "{:<10} {:<11} {:>10} {:>8} {:>9}  {:<26} rebuild",
+        "projection", "status", "applied", "lag", "lag (s)", "last applied"
+    );
+    for s in statuses {
+        let rebuild = s.rebuild.map_or_else(
+            || "-".to_owned(),
+            |r| {
+                format!(
+                    "#{} {} {:.0}% ({}/{})",
+                    r.id,
+                    r.status,
+                    r.progress * 100.0,
+                    r.events_done,
+                    r.events_total.unwrap_or(0)
+                )
+            },
+        );
+        println!(
+            "{:<10} {:<11} {:>10} {:>8} {:>9.1}  {:<26} {}",
+            s.name,
+            s.status,
+            s.applied_events,
+            s.lag,
+            s.lag_seconds,
+            s.last_applied_at
+                .map_or_else(|| "-".to_owned(), |t| t.to_rfc3339()),
+            rebuild
+        );
+    }
+    Ok(())
 }

@@ -10,6 +10,12 @@
 //!
 //! Nothing here sleeps to synchronise: [`eventually`] polls a condition until a
 //! deadline.
+//!
+//! [`api`] has tokens and requests; [`service`] runs a service in this process or as a
+//! child process.
+
+pub mod api;
+pub mod service;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -74,6 +80,27 @@ impl TestDb {
         PgConnection::connect(&self.url)
             .await
             .expect("cannot connect to the test database")
+    }
+
+    /// Appends `count` booking requests for `event_id` straight into the event store,
+    /// each its own aggregate (users `seed-1` ..), shaped as command-api records them.
+    /// Through the outbox they take the real path to the topic and the projector.
+    pub async fn seed_bookings(&self, event_id: &str, count: i64) {
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             SELECT 'booking', gen_random_uuid()::text, 1, 'BookingRequested', '1.0',
+                    jsonb_build_object('BookingRequested', jsonb_build_object(
+                        'event_id', $1::text, 'user_id', 'seed-' || n, 'seats', 1 + n % 4,
+                        'amount_cents', 2500 * (1 + n % 4), 'currency', 'EUR', 'card_token', 'tok_seed')),
+                    jsonb_build_object('user_id', 'seed-' || n, 'correlation_id', 'seed', 'causation_id', 'seed',
+                        'recorded_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))
+               FROM generate_series(1, $2) n",
+        )
+        .bind(event_id)
+        .bind(count)
+        .execute(&self.pool)
+        .await
+        .expect("cannot seed bookings");
     }
 
     /// The result of a scalar query, such as `SELECT count(*) FROM events`.

@@ -1,21 +1,20 @@
 //! Starting command-api in the test process, on port 0, against a fresh database and a
-//! topic of the test's own; and the requests the tests make.
+//! topic of the test's own (or as its binary, for tests that kill it); the requests the
+//! tests make come from `testkit::api`.
 
-#![allow(dead_code)] // each test file uses its own part of this
+#![allow(dead_code, unused_imports)] // each test file uses its own part of this
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use command_api::config::RelayConfig;
 use command_api::{AppState, Application, Config};
-use platform::auth::{Jwt, Role};
 use platform::kafka::TopicSpec;
-use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
+pub use testkit::api::{admin, answer, customer, event_body, Answer};
+use testkit::service::{serve, Running, ServiceProcess};
 use testkit::{TestDb, JWT_SECRET};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// A command-api running in this process.
 pub struct TestApp {
@@ -23,31 +22,8 @@ pub struct TestApp {
     pub state: AppState,
     pub brokers: String,
     pub topic: TopicSpec,
-    shutdown: CancellationToken,
-    handle: JoinHandle<anyhow::Result<()>>,
+    running: Running,
     client: reqwest::Client,
-}
-
-/// An answer: status, headers, JSON body (`Null` when empty or not JSON).
-pub struct Answer {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Value,
-}
-
-impl Answer {
-    /// The error code of an error envelope.
-    pub fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or("")
-    }
-
-    /// The `id` of an accepted command.
-    pub fn id(&self) -> String {
-        self.body["id"]
-            .as_str()
-            .expect("no id in the answer")
-            .to_owned()
-    }
 }
 
 /// The configuration tests run command-api with.
@@ -66,14 +42,6 @@ pub fn config(database_url: &str, brokers: &str, topic: &TopicSpec, relay: bool)
         },
         idempotency_ttl: Duration::from_secs(3600),
     }
-}
-
-pub fn admin() -> String {
-    Jwt::new(JWT_SECRET).issue("admin-1", Role::Admin, Duration::from_secs(600))
-}
-
-pub fn customer(sub: &str) -> String {
-    Jwt::new(JWT_SECRET).issue(sub, Role::Customer, Duration::from_secs(600))
 }
 
 impl TestApp {
@@ -95,31 +63,25 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: Config) -> Self {
-        // Logs go to the test's captured output, shown when it fails.
-        platform::telemetry::init();
         let brokers = config.kafka_brokers.clone();
         let topic = config.topic.clone();
         let app = Application::build(config)
             .await
             .expect("command-api does not build");
         let state = app.state();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(app.run(listener, shutdown.clone()));
+        let running = serve(|listener, shutdown| app.run(listener, shutdown)).await;
         Self {
-            addr,
+            addr: running.addr,
             state,
             brokers,
             topic,
-            shutdown,
-            handle,
+            running,
             client: testkit::http(),
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        self.running.url(path)
     }
 
     /// POSTs JSON with a bearer token and extra headers.
@@ -130,15 +92,7 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: &Value,
     ) -> Answer {
-        let mut request = self
-            .client
-            .post(self.url(path))
-            .bearer_auth(token)
-            .json(body);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        answer(request.send().await.expect("request failed")).await
+        testkit::api::post(&self.client, &self.url(path), token, headers, body).await
     }
 
     pub async fn post(&self, path: &str, token: &str, body: &Value) -> Answer {
@@ -166,8 +120,7 @@ impl TestApp {
             .post(
                 "/v1/locations",
                 &admin(),
-                &json!({"name": "Olympia", "address": "28 Bd des Capucines", "country": "FR",
-                        "halls": [{"name": "Main", "capacity": capacity}]}),
+                &testkit::api::location_body("Olympia", capacity),
             )
             .await;
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
@@ -185,37 +138,7 @@ impl TestApp {
     }
 
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.handle
-            .await
-            .expect("command-api panicked")
-            .expect("command-api failed");
-    }
-}
-
-/// A valid schedule body for `location`'s hall "Main".
-pub fn event_body(location: &str) -> Value {
-    let starts = chrono::Utc::now() + chrono::Duration::days(30);
-    json!({
-        "name": "Jazz night",
-        "location_id": location,
-        "hall": "Main",
-        "starts_at": starts.to_rfc3339(),
-        "ends_at": (starts + chrono::Duration::hours(3)).to_rfc3339(),
-        "price_cents": 2500,
-        "currency": "EUR",
-    })
-}
-
-pub async fn answer(response: reqwest::Response) -> Answer {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.bytes().await.unwrap_or_default();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Answer {
-        status,
-        headers,
-        body,
+        self.running.stop().await;
     }
 }
 
@@ -228,109 +151,34 @@ pub async fn post_json(
     key: Option<&str>,
     body: &Value,
 ) -> Answer {
-    let mut request = client
-        .post(format!("{base}{path}"))
-        .bearer_auth(token)
-        .json(body);
-    if let Some(key) = key {
-        request = request.header("idempotency-key", key);
-    }
-    answer(request.send().await.expect("request failed")).await
+    let headers: Vec<(&str, &str)> = key.map(|k| ("idempotency-key", k)).into_iter().collect();
+    testkit::api::post(client, &format!("{base}{path}"), token, &headers, body).await
 }
 
-/// The real command-api binary in a child process, for tests that kill it.
-pub struct ServiceProcess {
-    child: std::process::Child,
-    pub port: u16,
-    pub log: std::path::PathBuf,
-}
-
-impl ServiceProcess {
-    /// Starts the binary with `config` as its environment (on a free port) and waits
-    /// until it answers `/health/live`.
-    pub async fn start(config: &Config) -> Self {
-        let port = testkit::free_port();
-        let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("command-api-{port}.log"));
-        let log_file = std::fs::File::create(&log).expect("cannot create the log file");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_command-api"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &config.database_url)
-            .env("KAFKA_BROKERS", &config.kafka_brokers)
-            .env("KAFKA_TOPIC", &config.topic.name)
-            .env(
-                "KAFKA_TOPIC_PARTITIONS",
-                config.topic.partitions.to_string(),
-            )
-            .env("BOXOFFICE_JWT_SECRET", &config.jwt_secret)
-            .env("COMMAND_API_ADDR", format!("127.0.0.1:{port}"))
-            .env("BOXOFFICE_RELAY_ENABLED", config.relay.enabled.to_string())
-            .env("BOXOFFICE_RELAY_BATCH", config.relay.batch_size.to_string())
-            .env(
-                "BOXOFFICE_RELAY_POLL_MS",
-                config.relay.poll_interval.as_millis().to_string(),
-            )
-            .env("LOG_FORMAT", "json")
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .expect("cannot start command-api");
-        let process = Self { child, port, log };
-        let url = format!("{}/health/live", process.base_url());
-        let client = testkit::http();
-        testkit::eventually(Duration::from_secs(30), "command-api to answer", || {
-            let request = client.get(&url).send();
-            async move {
-                request
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(drop)
-            }
-        })
-        .await;
-        process
-    }
-
-    pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGKILL: no chance to clean up.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGTERM, then waits for the exit; returns the exit code.
-    pub async fn terminate(self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status();
-        assert!(sent.is_ok_and(|s| s.success()), "cannot send SIGTERM");
-        self.wait().await
-    }
-
-    /// Waits for the process to exit; returns the exit code.
-    pub async fn wait(mut self) -> Option<i32> {
-        let status = testkit::eventually(Duration::from_secs(30), "command-api to exit", || {
-            let status = self.child.try_wait().ok().flatten();
-            async move { status }
-        })
-        .await;
-        status.code()
-    }
-}
-
-impl Drop for ServiceProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The command-api binary with `config` as its environment.
+pub async fn command_api_process(config: &Config) -> ServiceProcess {
+    let env = [
+        ("DATABASE_URL", config.database_url.clone()),
+        ("KAFKA_BROKERS", config.kafka_brokers.clone()),
+        ("KAFKA_TOPIC", config.topic.name.clone()),
+        (
+            "KAFKA_TOPIC_PARTITIONS",
+            config.topic.partitions.to_string(),
+        ),
+        ("BOXOFFICE_JWT_SECRET", config.jwt_secret.clone()),
+        ("BOXOFFICE_RELAY_ENABLED", config.relay.enabled.to_string()),
+        ("BOXOFFICE_RELAY_BATCH", config.relay.batch_size.to_string()),
+        (
+            "BOXOFFICE_RELAY_POLL_MS",
+            config.relay.poll_interval.as_millis().to_string(),
+        ),
+    ]
+    .map(|(k, v)| (k.to_owned(), v));
+    ServiceProcess::start(
+        env!("CARGO_BIN_EXE_command-api"),
+        &env,
+        "COMMAND_API_ADDR",
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+    )
+    .await
 }

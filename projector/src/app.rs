@@ -1,0 +1,215 @@
+//! Building and running the projector service: `Application::build(config)` connects
+//! and migrates; `run(listener, shutdown)` consumes, sweeps, runs requested rebuilds and
+//! serves health and metrics until the token is cancelled.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use platform::http::{health_router, method_not_allowed, route_not_found, ReadinessCheck};
+use platform::kafka::{client_config, ensure_topic, partition_count, KafkaLogs};
+use platform::metrics::metrics_router;
+use prometheus_client::registry::Registry;
+use rdkafka::admin::AdminClient;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::metrics::{Metrics, Projection};
+use crate::store::EventStore;
+use crate::{consumer, rebuild, status, sweep};
+
+/// What the projector's tasks share.
+pub struct Context {
+    /// The read models.
+    pub read: PgPool,
+    /// The event store, read-only.
+    pub store: EventStore,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// The configuration.
+    pub config: Config,
+}
+
+/// A built projector.
+pub struct Application {
+    ctx: Arc<Context>,
+    registry: Arc<Registry>,
+}
+
+impl Application {
+    /// Connects to both databases (waiting for them at start-up) and applies the
+    /// read-model migrations.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let ctx = connect(config).await?;
+        let mut registry = Registry::default();
+        let ctx = Context {
+            metrics: Metrics::new(&mut registry),
+            ..ctx
+        };
+        Ok(Self {
+            ctx: Arc::new(ctx),
+            registry: Arc::new(registry),
+        })
+    }
+
+    /// The shared context, for tests and the CLI.
+    pub fn context(&self) -> Arc<Context> {
+        self.ctx.clone()
+    }
+
+    /// Runs until `shutdown` is cancelled.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let ctx = self.ctx.clone();
+        if let Err(err) = ensure_topic(&ctx.config.kafka_brokers, &ctx.config.topic).await {
+            // The consumer waits for it; command-api creates it too.
+            tracing::warn!(
+                cause = format!("{err:#}"),
+                "cannot make sure the topic exists yet"
+            );
+        }
+        let mut tasks = JoinSet::new();
+        tasks.spawn(consumer::run(ctx.clone(), shutdown.clone()));
+        if !ctx.config.sweep_interval.is_zero() {
+            tasks.spawn(sweep::run(
+                ctx.clone(),
+                ctx.config.sweep_interval,
+                shutdown.clone(),
+            ));
+        }
+        tasks.spawn(rebuild_worker(ctx.clone(), shutdown.clone()));
+        tasks.spawn(refresh_status(ctx.clone(), shutdown.clone()));
+
+        let broker: AdminClient<KafkaLogs> = client_config(&ctx.config.kafka_brokers)
+            .create_with_context(KafkaLogs)
+            .context("cannot create the Kafka admin client")?;
+        let broker = Arc::new(broker);
+        let topic = ctx.config.topic.name.clone();
+        let readiness = vec![
+            ReadinessCheck::database("read_database", ctx.read.clone()),
+            ReadinessCheck::database("event_store", ctx.store.pool().clone()),
+            ReadinessCheck {
+                name: "broker",
+                check: Arc::new(move || {
+                    let (broker, topic) = (broker.clone(), topic.clone());
+                    Box::pin(async move {
+                        tokio::task::spawn_blocking(move || {
+                            partition_count(broker.inner(), &topic, Duration::from_secs(2))
+                                .map(drop)
+                        })
+                        .await
+                        .unwrap_or_else(|err| Err(err.to_string()))
+                    })
+                }),
+            },
+        ];
+        let router = health_router(readiness)
+            .merge(metrics_router(self.registry.clone()))
+            .fallback(route_not_found)
+            .method_not_allowed_fallback(method_not_allowed);
+        tracing::info!(addr = %listener.local_addr()?, "projector listening");
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await;
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+        tracing::info!("projector stopped");
+        served.context("HTTP server failed")
+    }
+}
+
+/// The databases, migrated, without metrics (the CLI's needs).
+pub async fn connect(config: Config) -> anyhow::Result<Context> {
+    let read = platform::db::connect_read_models(&config.read_database_url, 8).await?;
+    platform::db::migrate_read_models(&read).await?;
+    let store = EventStore::new(platform::db::connect(&config.database_url, 8).await?);
+    Ok(Context {
+        read,
+        store,
+        metrics: Metrics::new(&mut Registry::default()),
+        config,
+    })
+}
+
+/// Runs the rebuilds asked for through the query API.
+async fn rebuild_worker(ctx: Arc<Context>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if let Err(err) = rebuild::fail_abandoned(&ctx.read).await {
+            tracing::warn!(cause = %err, "cannot check for abandoned rebuilds");
+        }
+        let next: Result<Option<(i64, String)>, _> = sqlx::query_as(
+            "SELECT id, projection FROM projection_rebuilds WHERE status = 'requested' ORDER BY id LIMIT 1",
+        )
+        .fetch_optional(&ctx.read)
+        .await;
+        let Ok(Some((id, name))) = next else { continue };
+        let projection = crate::engine::PROJECTIONS
+            .iter()
+            .find(|p| **p == name)
+            .copied()
+            .unwrap_or("unknown");
+        let gauge = ctx
+            .metrics
+            .rebuild_progress
+            .get_or_create(&Projection { projection })
+            .clone();
+        let progress = move |p: rebuild::Progress| {
+            gauge.set(if p.total == 0 {
+                0.0
+            } else {
+                p.done as f64 / p.total as f64
+            });
+        };
+        match rebuild::run(&ctx.read, &ctx.store, &name, Some(id), &progress).await {
+            Ok(_) | Err(rebuild::RebuildError::Busy(_)) => {}
+            Err(err) => tracing::error!(rebuild = id, cause = %err, "requested rebuild failed"),
+        }
+        ctx.metrics
+            .rebuild_progress
+            .get_or_create(&Projection { projection })
+            .set(0.0);
+    }
+}
+
+/// Keeps the lag gauges current.
+async fn refresh_status(ctx: Arc<Context>, shutdown: CancellationToken) {
+    loop {
+        match status::all(&ctx.read, &ctx.store).await {
+            Ok(statuses) => {
+                for s in statuses {
+                    let Some(projection) = crate::engine::PROJECTIONS
+                        .iter()
+                        .find(|p| **p == s.name)
+                        .copied()
+                    else {
+                        continue;
+                    };
+                    let label = Projection { projection };
+                    ctx.metrics.lag_events.get_or_create(&label).set(s.lag);
+                    ctx.metrics
+                        .lag_seconds
+                        .get_or_create(&label)
+                        .set(s.lag_seconds);
+                }
+            }
+            Err(err) => tracing::warn!(
+                cause = format!("{err:#}"),
+                "cannot compute the projections' lag"
+            ),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}

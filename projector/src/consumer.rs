@@ -1,0 +1,171 @@
+//! The Kafka consumer: the fast path from the topic to the read models.
+//!
+//! Messages are taken in batches (whatever arrived, up to `PROJECTOR_BATCH`), applied in
+//! one read-model transaction together with each row's sequence, and only after that
+//! commit are the batch's Kafka offsets committed. A crash between the two redelivers
+//! the batch, which changes nothing. Several projector processes in one consumer group
+//! share the partitions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use platform::kafka::{client_config, KafkaLogs, WireEvent};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Context;
+use crate::engine::{apply_batch, Target};
+use crate::metrics::Source;
+
+/// Consumes until `shutdown`.
+pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let consumer = match create(&ctx) {
+        Ok(consumer) => consumer,
+        Err(err) => {
+            tracing::error!(
+                cause = format!("{err:#}"),
+                "cannot create the Kafka consumer"
+            );
+            return;
+        }
+    };
+    tracing::info!(topic = %ctx.config.topic.name, group = %ctx.config.group, "consuming");
+    let mut pause = Duration::from_millis(100);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let first = tokio::select! {
+            () = shutdown.cancelled() => break,
+            message = consumer.recv() => message,
+            _ = tick.tick() => {
+                let assigned = consumer.assignment().map_or(0, |a| a.count());
+                ctx.metrics.assigned_partitions.set(i64::try_from(assigned).unwrap_or(0));
+                continue;
+            }
+        };
+        let mut batch = Batch::default();
+        match first {
+            Ok(message) => batch.add(&message),
+            Err(err) => {
+                // The topic may not exist yet, or the broker may be away: wait and retry.
+                tracing::warn!(cause = %err, "cannot consume");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        }
+        pause = Duration::from_millis(100);
+        // Whatever else has already arrived joins the batch.
+        while batch.len() < ctx.config.batch_size {
+            match tokio::time::timeout(Duration::from_millis(1), consumer.recv()).await {
+                Ok(Ok(message)) => batch.add(&message),
+                _ => break,
+            }
+        }
+        ctx.metrics.consumed.inc_by(batch.len() as u64);
+        if !apply_until_done(&ctx, &batch.events, &shutdown).await {
+            break; // shutting down: the batch is not committed and will be redelivered
+        }
+        if let Err(err) = consumer.commit(&batch.offsets(&ctx.config.topic.name), CommitMode::Async)
+        {
+            // The next commit covers these offsets; at worst they are redelivered.
+            tracing::warn!(cause = %err, "cannot commit offsets");
+        }
+    }
+    tracing::info!("consumer stopped");
+}
+
+fn create(ctx: &Context) -> anyhow::Result<StreamConsumer<KafkaLogs>> {
+    let consumer: StreamConsumer<KafkaLogs> = client_config(&ctx.config.kafka_brokers)
+        .set("group.id", &ctx.config.group)
+        .set("enable.auto.commit", "false")
+        // A new group, or one whose offsets the broker lost, reads from the start:
+        // everything on the topic is applied, duplicates are skipped.
+        .set("auto.offset.reset", "earliest")
+        // Answer as soon as something arrives, at most 50 ms later.
+        .set("fetch.wait.max.ms", "50")
+        // Notice a topic recreated (a broker that lost its data) within seconds.
+        .set("topic.metadata.refresh.interval.ms", "5000")
+        .set("session.timeout.ms", "10000")
+        .create_with_context(KafkaLogs)?;
+    consumer.subscribe(&[&ctx.config.topic.name])?;
+    Ok(consumer)
+}
+
+/// Applies `events` in one transaction, retrying on failure until it works. Returns
+/// false when shutdown came first.
+async fn apply_until_done(
+    ctx: &Context,
+    events: &[WireEvent],
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let started = Instant::now();
+        match apply(ctx, events).await {
+            Ok(()) => {
+                ctx.metrics
+                    .apply_seconds
+                    .get_or_create(&Source { source: "kafka" })
+                    .observe(started.elapsed().as_secs_f64());
+                return true;
+            }
+            Err(err) => {
+                tracing::warn!(cause = format!("{err:#}"), "cannot apply a batch; retrying")
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn apply(ctx: &Context, events: &[WireEvent]) -> anyhow::Result<()> {
+    let mut tx = ctx.read.begin().await?;
+    let applied = apply_batch(&mut tx, &ctx.store, Target::Live, events).await?;
+    tx.commit().await?;
+    ctx.metrics.record(&applied);
+    Ok(())
+}
+
+/// Messages taken together, and the offsets to commit once they are applied.
+#[derive(Default)]
+struct Batch {
+    events: Vec<WireEvent>,
+    next_offsets: BTreeMap<i32, i64>,
+}
+
+impl Batch {
+    fn add(&mut self, message: &impl Message) {
+        self.next_offsets
+            .insert(message.partition(), message.offset() + 1);
+        match message.payload().map(serde_json::from_slice::<WireEvent>) {
+            Some(Ok(event)) => self.events.push(event),
+            // Not ours to apply; its offset is committed with the rest.
+            _ => tracing::error!(
+                partition = message.partition(),
+                offset = message.offset(),
+                "a message that is not a stored event; skipped"
+            ),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    fn offsets(&self, topic: &str) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        for (partition, offset) in &self.next_offsets {
+            // Partitions and offsets come from the broker; adding them cannot fail.
+            let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+        }
+        list
+    }
+}

@@ -1,0 +1,376 @@
+//! Rebuilding a projection from the event store while the live table keeps serving.
+//!
+//! 1. A fresh table, `<table>__rebuild`, is filled from every final event of the
+//!    projection's aggregate type, in `(transaction_id, position)` order, in big chunks,
+//!    by the same engine the live projection uses.
+//! 2. What became visible meanwhile is applied too, without blocking anyone.
+//! 3. In one transaction: the live table is locked (queries wait a moment, they never
+//!    see a half-built table), everything committed since the final cursor is applied,
+//!    the live table is dropped and the fresh one renamed into its place, with the old
+//!    index names. The live projector's next write goes to the new table.
+//!
+//! One rebuild per projection at a time (a Postgres advisory lock). Progress is kept in
+//! `projection_rebuilds`, where `GET /v1/admin/projections` and `projector status` read it.
+
+use std::time::{Duration, Instant};
+
+use sqlx::{Acquire, Connection, PgConnection, PgPool};
+
+use crate::engine::{apply_batch, rebuild_table, Target};
+use crate::store::{Cursor, EventStore};
+use crate::views::{BookingRow, EventRow, LocationRow, View};
+
+/// Events read per transaction while filling the fresh table.
+const CHUNK: i64 = 10_000;
+
+/// How far a rebuild got.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Events read so far.
+    pub done: u64,
+    /// Events to read, as counted at the start.
+    pub total: u64,
+}
+
+/// What a finished rebuild did.
+#[derive(Debug, Clone, Copy)]
+pub struct Report {
+    /// Events read from the store.
+    pub events: u64,
+    /// How long it took, swap included.
+    pub elapsed: Duration,
+}
+
+impl Report {
+    /// Events per second.
+    pub fn rate(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+}
+
+/// Why a rebuild did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// No projection has that name.
+    #[error("no projection is named {0:?}; the projections are locations, events and bookings")]
+    Unknown(String),
+    /// Another rebuild of the projection runs, or took this request.
+    #[error("a rebuild of {0} is already running")]
+    Busy(String),
+    /// It failed.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for RebuildError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Failed(err.into())
+    }
+}
+
+/// Asks for a rebuild of `name`, to be run by a projector service. Asking while one is
+/// requested or running returns that one. Returns the rebuild's id.
+pub async fn request(read: &PgPool, name: &str) -> Result<i64, RebuildError> {
+    if crate::engine::aggregate_type(name).is_none() {
+        return Err(RebuildError::Unknown(name.to_owned()));
+    }
+    let mut tx = read.begin().await?;
+    // Serializes requests for one projection, so two never both insert.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('boxoffice.rebuild-request.' || $1))")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    let open: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM projection_rebuilds
+          WHERE projection = $1 AND status IN ('requested', 'running') ORDER BY id LIMIT 1",
+    )
+    .bind(name)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let id = match open {
+        Some(id) => id,
+        None => {
+            sqlx::query_scalar(
+                "INSERT INTO projection_rebuilds (projection, status) VALUES ($1, 'requested') RETURNING id",
+            )
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?
+        }
+    };
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Rebuilds `name` now. `requested` is the id of a requested rebuild this runs (from the
+/// service's worker); without it (the CLI) a new one is recorded.
+pub async fn run(
+    read: &PgPool,
+    store: &EventStore,
+    name: &str,
+    requested: Option<i64>,
+    on_progress: &(dyn Fn(Progress) + Sync),
+) -> Result<Report, RebuildError> {
+    match name {
+        n if n == LocationRow::PROJECTION => {
+            run_view::<LocationRow>(read, store, requested, on_progress).await
+        }
+        n if n == EventRow::PROJECTION => {
+            run_view::<EventRow>(read, store, requested, on_progress).await
+        }
+        n if n == BookingRow::PROJECTION => {
+            run_view::<BookingRow>(read, store, requested, on_progress).await
+        }
+        other => Err(RebuildError::Unknown(other.to_owned())),
+    }
+}
+
+async fn run_view<V: View>(
+    read: &PgPool,
+    store: &EventStore,
+    requested: Option<i64>,
+    on_progress: &(dyn Fn(Progress) + Sync),
+) -> Result<Report, RebuildError> {
+    // The lock lives as long as this connection, which is not returned to the pool.
+    let mut lock = read.acquire().await?.detach();
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('boxoffice.rebuild.' || $1))")
+            .bind(V::PROJECTION)
+            .fetch_one(&mut lock)
+            .await?;
+    if !locked {
+        return Err(RebuildError::Busy(V::PROJECTION.to_owned()));
+    }
+    let id = match requested {
+        Some(id) => {
+            let taken = sqlx::query(
+                "UPDATE projection_rebuilds SET status = 'running', started_at = now()
+                  WHERE id = $1 AND status = 'requested'",
+            )
+            .bind(id)
+            .execute(&mut lock)
+            .await?
+            .rows_affected();
+            if taken == 0 {
+                let _ = lock.close().await;
+                return Err(RebuildError::Busy(V::PROJECTION.to_owned()));
+            }
+            id
+        }
+        None => {
+            sqlx::query_scalar(
+                "INSERT INTO projection_rebuilds (projection, status, started_at)
+                 VALUES ($1, 'running', now()) RETURNING id",
+            )
+            .bind(V::PROJECTION)
+            .fetch_one(&mut lock)
+            .await?
+        }
+    };
+    tracing::info!(projection = V::PROJECTION, rebuild = id, "rebuild started");
+
+    let outcome = rebuild::<V>(read, store, &mut lock, id, on_progress).await;
+    match &outcome {
+        Ok(report) => {
+            sqlx::query(
+                "UPDATE projection_rebuilds SET status = 'done', finished_at = now(), events_done = $2 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(i64::try_from(report.events).unwrap_or(i64::MAX))
+            .execute(&mut lock)
+            .await?;
+            tracing::info!(
+                projection = V::PROJECTION,
+                rebuild = id,
+                events = report.events,
+                rate = report.rate(),
+                "rebuild done"
+            );
+        }
+        Err(err) => {
+            tracing::error!(
+                projection = V::PROJECTION,
+                rebuild = id,
+                cause = format!("{err:#}"),
+                "rebuild failed"
+            );
+            sqlx::query("UPDATE projection_rebuilds SET status = 'failed', finished_at = now(), error = $2 WHERE id = $1")
+                .bind(id)
+                .bind(format!("{err:#}"))
+                .execute(&mut lock)
+                .await?;
+            sqlx::query(&format!("DROP TABLE IF EXISTS {}", rebuild_table(V::TABLE)))
+                .execute(&mut lock)
+                .await?;
+        }
+    }
+    let _ = lock.close().await;
+    outcome.map_err(RebuildError::Failed)
+}
+
+async fn rebuild<V: View>(
+    read: &PgPool,
+    store: &EventStore,
+    lock: &mut PgConnection,
+    id: i64,
+    on_progress: &(dyn Fn(Progress) + Sync),
+) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let live = V::TABLE;
+    let fresh = rebuild_table(V::TABLE);
+    let types = [V::AGGREGATE_TYPE];
+    let total = u64::try_from(store.count(V::AGGREGATE_TYPE).await?).unwrap_or(0);
+    sqlx::query("UPDATE projection_rebuilds SET events_total = $2 WHERE id = $1")
+        .bind(id)
+        .bind(i64::try_from(total).unwrap_or(i64::MAX))
+        .execute(&mut *lock)
+        .await?;
+    sqlx::query(&format!("DROP TABLE IF EXISTS {fresh}"))
+        .execute(read)
+        .await?;
+    sqlx::query(&format!("CREATE TABLE {fresh} (LIKE {live} INCLUDING ALL)"))
+        .execute(read)
+        .await?;
+
+    // 1. Every final event.
+    let mut cursor = Cursor::default();
+    let mut done = 0u64;
+    on_progress(Progress { done, total });
+    loop {
+        let batch = store.final_after(cursor, &types, CHUNK).await?;
+        let Some((last, _)) = batch.last().cloned() else {
+            break;
+        };
+        cursor = last;
+        let events: Vec<_> = batch.into_iter().map(|(_, e)| e).collect();
+        let mut tx = read.begin().await?;
+        apply_batch(&mut tx, store, Target::Rebuild, &events).await?;
+        tx.commit().await?;
+        done += events.len() as u64;
+        sqlx::query("UPDATE projection_rebuilds SET events_done = $2 WHERE id = $1")
+            .bind(id)
+            .bind(i64::try_from(done).unwrap_or(i64::MAX))
+            .execute(&mut *lock)
+            .await?;
+        on_progress(Progress {
+            done,
+            total: total.max(done),
+        });
+        if (events.len() as i64) < CHUNK {
+            break;
+        }
+    }
+
+    // 2. What committed meanwhile, without holding anyone up. The cursor stays where
+    //    the final events end: an event committing later may sort before these.
+    let mut conn = read.acquire().await?;
+    let mut tx = conn.begin().await?;
+    apply_visible::<V>(&mut tx, store, cursor).await?;
+    tx.commit().await?;
+
+    // 3. The swap.
+    let mut tx = conn.begin().await?;
+    sqlx::query(&format!("LOCK TABLE {live} IN ACCESS EXCLUSIVE MODE"))
+        .execute(&mut *tx)
+        .await?;
+    apply_visible::<V>(&mut tx, store, cursor).await?;
+    let old_indexes = indexes(&mut tx, live).await?;
+    let new_indexes = indexes(&mut tx, &fresh).await?;
+    sqlx::query(&format!("DROP TABLE {live}"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!("ALTER TABLE {fresh} RENAME TO {live}"))
+        .execute(&mut *tx)
+        .await?;
+    for (new_name, shape) in new_indexes {
+        if let Some((old_name, _)) = old_indexes.iter().find(|(_, s)| *s == shape) {
+            sqlx::query(&format!("ALTER INDEX {new_name} RENAME TO {old_name}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    on_progress(Progress { done, total: done });
+    Ok(Report {
+        events: done,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Applies every visible event of `V` after `from` to the fresh table.
+async fn apply_visible<V: View>(
+    conn: &mut PgConnection,
+    store: &EventStore,
+    from: Cursor,
+) -> anyhow::Result<()> {
+    let mut cursor = from;
+    loop {
+        let batch = store
+            .visible_after(cursor, &[V::AGGREGATE_TYPE], CHUNK)
+            .await?;
+        let Some((last, _)) = batch.last().cloned() else {
+            return Ok(());
+        };
+        cursor = last;
+        let events: Vec<_> = batch.into_iter().map(|(_, e)| e).collect();
+        apply_batch(conn, store, Target::Rebuild, &events).await?;
+        if (events.len() as i64) < CHUNK {
+            return Ok(());
+        }
+    }
+}
+
+/// The indexes of `table`: (name, shape), the shape being the definition from `USING`
+/// on, which is the same for a table and its copy.
+async fn indexes(conn: &mut PgConnection, table: &str) -> sqlx::Result<Vec<(String, String)>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT i.relname::text, pg_get_indexdef(i.oid)
+           FROM pg_index x
+           JOIN pg_class i ON i.oid = x.indexrelid
+           JOIN pg_class t ON t.oid = x.indrelid
+          WHERE t.relname = $1 AND t.relnamespace = current_schema()::regnamespace",
+    )
+    .bind(table)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, definition)| {
+            let shape = definition
+                .find(" USING ")
+                .map_or(definition.clone(), |at| definition[at..].to_owned());
+            (name, shape)
+        })
+        .collect())
+}
+
+/// Marks rebuilds left `running` by a process that died as failed.
+pub async fn fail_abandoned(read: &PgPool) -> sqlx::Result<()> {
+    let running: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, projection FROM projection_rebuilds WHERE status = 'running'")
+            .fetch_all(read)
+            .await?;
+    for (id, projection) in running {
+        let mut conn = read.acquire().await?;
+        let free: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('boxoffice.rebuild.' || $1))")
+                .bind(&projection)
+                .fetch_one(&mut *conn)
+                .await?;
+        if free {
+            sqlx::query(
+                "UPDATE projection_rebuilds SET status = 'failed', finished_at = now(),
+                        error = 'interrupted: the process running it stopped'
+                  WHERE id = $1 AND status = 'running'",
+            )
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query("SELECT pg_advisory_unlock(hashtext('boxoffice.rebuild.' || $1))")
+                .bind(&projection)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}

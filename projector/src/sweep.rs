@@ -1,0 +1,93 @@
+//! The sweep: the read models converge to the event store, whatever Kafka delivered.
+//!
+//! Every `PROJECTOR_SWEEP_MS` the projector walks the store from where the last sweep
+//! stopped, in `(transaction_id, position)` order up to the oldest transaction still
+//! running (see [`crate::store`]), and applies what the read models lack. In normal
+//! operation that is nothing: Kafka was faster. It matters when the broker lost
+//! messages (a broker restarted empty), or a stream's last event never arrived, which
+//! no later message would reveal as a gap. One projector process sweeps at a time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Context;
+use crate::engine::{apply_batch, Target};
+use crate::metrics::Source;
+use crate::store::Cursor;
+use crate::views::{BookingRow, EventRow, LocationRow, View};
+
+/// Events read from the store per transaction.
+const CHUNK: i64 = 2000;
+
+/// Every aggregate type some projection consumes.
+const AGGREGATE_TYPES: [&str; 3] = [
+    LocationRow::AGGREGATE_TYPE,
+    EventRow::AGGREGATE_TYPE,
+    BookingRow::AGGREGATE_TYPE,
+];
+
+/// Sweeps every `interval` until `shutdown`.
+pub async fn run(ctx: Arc<Context>, interval: Duration, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        match sweep_once(&ctx).await {
+            Ok(0) => {}
+            Ok(events) => tracing::debug!(events, "swept the event store"),
+            Err(err) => tracing::warn!(cause = format!("{err:#}"), "sweep failed; will try again"),
+        }
+    }
+}
+
+/// One sweep up to the current horizon. Returns how many events it read.
+pub async fn sweep_once(ctx: &Context) -> anyhow::Result<u64> {
+    let mut read = 0;
+    loop {
+        let started = Instant::now();
+        let mut tx = ctx.read.begin().await?;
+        // Another process sweeping holds the row: leave it to that one.
+        let Some((transaction_id, position)) = sqlx::query_as::<_, (i64, i64)>(
+            "SELECT transaction_id, position FROM store_sweep FOR UPDATE SKIP LOCKED",
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(read);
+        };
+        let batch = ctx
+            .store
+            .final_after(
+                Cursor {
+                    transaction_id,
+                    position,
+                },
+                &AGGREGATE_TYPES,
+                CHUNK,
+            )
+            .await?;
+        let Some((last, _)) = batch.last().cloned() else {
+            return Ok(read);
+        };
+        let events: Vec<_> = batch.into_iter().map(|(_, event)| event).collect();
+        let applied = apply_batch(&mut tx, &ctx.store, Target::Live, &events).await?;
+        sqlx::query("UPDATE store_sweep SET transaction_id = $1, position = $2")
+            .bind(last.transaction_id)
+            .bind(last.position)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        ctx.metrics.record(&applied);
+        ctx.metrics
+            .apply_seconds
+            .get_or_create(&Source { source: "sweep" })
+            .observe(started.elapsed().as_secs_f64());
+        read += events.len() as u64;
+        if (events.len() as i64) < CHUNK {
+            return Ok(read);
+        }
+    }
+}

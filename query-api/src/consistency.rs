@@ -1,0 +1,145 @@
+//! Read your writes: a GET carrying `X-Consistency-Token` (from a command's answer)
+//! waits until the read models include that write, up to `X-Consistency-Timeout-Ms`
+//! (default 5000, at most 30000), then answers 503 `not_caught_up` with `Retry-After`.
+//!
+//! The token `<aggregate_type>:<id>:<sequence>` names a stream and how far it went; the
+//! projection of that aggregate type includes the write once its row for the id has
+//! reached the sequence.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use platform::http::ApiError;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::metrics::Wait;
+
+/// The default wait.
+const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
+/// The longest wait a client may ask for.
+const MAX_TIMEOUT: Duration = Duration::from_millis(30_000);
+
+/// A parsed consistency token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// The projection table that includes the write.
+    pub table: &'static str,
+    /// The aggregate.
+    pub id: Uuid,
+    /// Its sequence after the write.
+    pub sequence: i64,
+}
+
+impl Token {
+    /// Parses `<aggregate_type>:<id>:<sequence>`.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let mut parts = raw.split(':');
+        let (Some(aggregate_type), Some(id), Some(sequence), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        Some(Self {
+            table: projector::engine::table_for_aggregate(aggregate_type)?,
+            id: Uuid::parse_str(id).ok()?,
+            sequence: sequence.parse().ok().filter(|s| *s >= 1)?,
+        })
+    }
+}
+
+/// Put this extractor in a handler (after authentication) and the handler runs only
+/// once the caller's write is visible.
+#[derive(Debug)]
+pub struct Consistent;
+
+impl FromRequestParts<AppState> for Consistent {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(raw) = parts.headers.get("x-consistency-token") else {
+            return Ok(Self);
+        };
+        let token = raw.to_str().ok().and_then(Token::parse).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_consistency_token",
+                "X-Consistency-Token must be a token from a command's answer",
+            )
+        })?;
+        let timeout = match parts.headers.get("x-consistency-timeout-ms") {
+            None => DEFAULT_TIMEOUT,
+            Some(value) => value
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|ms| Duration::from_millis(ms).min(MAX_TIMEOUT))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_consistency_timeout",
+                        "X-Consistency-Timeout-Ms must be a number of milliseconds",
+                    )
+                })?,
+        };
+        wait(state, &token, timeout).await.map(|()| Self)
+    }
+}
+
+async fn wait(state: &AppState, token: &Token, timeout: Duration) -> Result<(), ApiError> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let reached: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT last_sequence FROM {} WHERE id = $1",
+            token.table
+        ))
+        .bind(token.id)
+        .fetch_optional(&state.read)
+        .await
+        .map_err(ApiError::unexpected)?;
+        if reached.is_some_and(|s| s >= token.sequence) {
+            state
+                .metrics
+                .observe_wait(Wait::CaughtUp, started.elapsed());
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            state
+                .metrics
+                .observe_wait(Wait::TimedOut, started.elapsed());
+            return Err(ApiError::unavailable(
+                "not_caught_up",
+                "the read models do not include that write yet; try again",
+                1,
+            ));
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_name_a_projection_a_row_and_a_sequence() {
+        let id = Uuid::now_v7();
+        let token = Token::parse(&format!("booking:{id}:3")).unwrap();
+        assert_eq!(
+            (token.table, token.id, token.sequence),
+            ("booking_view", id, 3)
+        );
+        assert!(Token::parse(&format!("event:{id}:1")).is_some());
+        assert!(Token::parse(&format!("invoice:{id}:1")).is_none());
+        assert!(Token::parse(&format!("booking:{id}:0")).is_none());
+        assert!(Token::parse(&format!("booking:{id}:x")).is_none());
+        assert!(Token::parse(&format!("booking:{id}:1:2")).is_none());
+        assert!(Token::parse("booking:not-a-uuid:1").is_none());
+    }
+}

@@ -1,0 +1,42 @@
+//! The HTTP routes of query-api, one module per resource, merged here with health,
+//! metrics and the JSON fallbacks.
+
+use std::sync::Arc;
+
+use axum::Router;
+use chrono::{DateTime, SecondsFormat, Utc};
+use platform::http::{health_router, method_not_allowed, route_not_found, ReadinessCheck};
+use platform::metrics::metrics_router;
+use prometheus_client::registry::Registry;
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+
+mod admin;
+mod bookings;
+mod events;
+mod locations;
+
+/// Every route of query-api.
+pub fn router(state: AppState, registry: Arc<Registry>, readiness: Vec<ReadinessCheck>) -> Router {
+    Router::new()
+        .merge(locations::router())
+        .merge(events::router())
+        .merge(bookings::router())
+        .merge(admin::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
+        .merge(health_router(readiness))
+        .merge(metrics_router(registry))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A time as the API shows it: RFC 3339, UTC.
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}

@@ -1,0 +1,269 @@
+//! The whole system in the test process: command-api (relay on), projector and
+//! query-api on a fresh database and a topic of the test's own.
+
+#![allow(dead_code, unused_imports)] // each test file uses its own part of this
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform::kafka::TopicSpec;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+pub use testkit::api::{admin, customer, event_body, event_body_in, location_body, Answer};
+use testkit::service::{serve, Running};
+use testkit::{eventually, TestDb, JWT_SECRET};
+use uuid::Uuid;
+
+/// command-api, projector and query-api on one database and topic.
+pub struct Stack {
+    pub db: TestDb,
+    pub brokers: String,
+    /// The topic the projector consumes.
+    pub topic: TopicSpec,
+    /// The topic the relay publishes to (the same unless a test redirected the projector).
+    pub relay_topic: String,
+    /// command-api's state, for tests that play the saga's part.
+    pub command_state: command_api::AppState,
+    pub group: String,
+    pub command: Running,
+    pub projector: Option<(Running, Arc<projector::Context>)>,
+    pub query: Running,
+    pub client: reqwest::Client,
+    sweep: Duration,
+}
+
+/// How to start a stack.
+pub struct Options {
+    /// The broker (the shared test broker by default).
+    pub brokers: Option<String>,
+    /// How often the projector sweeps the store (`ZERO`: never).
+    pub sweep: Duration,
+    /// The topic the projector consumes, when it should not be the relay's.
+    pub projector_topic: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            brokers: None,
+            sweep: Duration::from_millis(500),
+            projector_topic: None,
+        }
+    }
+}
+
+pub fn projector_config(
+    db: &TestDb,
+    brokers: &str,
+    topic: &TopicSpec,
+    group: &str,
+    sweep: Duration,
+) -> projector::Config {
+    projector::Config {
+        database_url: db.url.clone(),
+        read_database_url: db.url.clone(),
+        kafka_brokers: brokers.to_owned(),
+        topic: topic.clone(),
+        group: group.to_owned(),
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        batch_size: 500,
+        sweep_interval: sweep,
+    }
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
+        let db = TestDb::create().await;
+        let brokers = options.brokers.unwrap_or_else(testkit::kafka_brokers);
+        let topic = testkit::unique_topic();
+        let command_config = command_api::Config {
+            database_url: db.url.clone(),
+            db_max_connections: 10,
+            kafka_brokers: brokers.clone(),
+            topic: topic.clone(),
+            jwt_secret: JWT_SECRET.to_owned(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            relay: command_api::config::RelayConfig {
+                enabled: true,
+                batch_size: 500,
+                poll_interval: Duration::from_millis(200),
+            },
+            idempotency_ttl: Duration::from_secs(3600),
+        };
+        // command-api first: it migrates the event store the others read.
+        let command_app = command_api::Application::build(command_config)
+            .await
+            .expect("command-api");
+        let command_state = command_app.state();
+        let command = serve(|l, s| command_app.run(l, s)).await;
+        let query_app = query_api::Application::build(query_api::Config {
+            database_url: db.url.clone(),
+            read_database_url: db.url.clone(),
+            jwt_secret: JWT_SECRET.to_owned(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        })
+        .await
+        .expect("query-api");
+        let query = serve(|l, s| query_app.run(l, s)).await;
+        let mut projector_topic = topic.clone();
+        if let Some(name) = options.projector_topic {
+            projector_topic.name = name;
+        }
+        let mut stack = Self {
+            db,
+            brokers,
+            relay_topic: topic.name.clone(),
+            command_state,
+            topic: projector_topic,
+            group: format!("bt-projector-{}", Uuid::new_v4().simple()),
+            command,
+            projector: None,
+            query,
+            client: testkit::http(),
+            sweep: options.sweep,
+        };
+        stack.start_projector().await;
+        stack
+    }
+
+    /// Starts (again) the projector, in the stack's consumer group.
+    pub async fn start_projector(&mut self) {
+        let config = projector_config(
+            &self.db,
+            &self.brokers,
+            &self.topic,
+            &self.group,
+            self.sweep,
+        );
+        let app = projector::Application::build(config)
+            .await
+            .expect("projector");
+        let context = app.context();
+        let running = serve(|l, s| app.run(l, s)).await;
+        self.projector = Some((running, context));
+    }
+
+    /// Stops the projector as SIGTERM would.
+    pub async fn stop_projector(&mut self) {
+        if let Some((running, _)) = self.projector.take() {
+            running.stop().await;
+        }
+    }
+
+    /// The running projector's shared context.
+    pub fn projector(&self) -> &Arc<projector::Context> {
+        &self.projector.as_ref().expect("the projector runs").1
+    }
+
+    /// POST to command-api.
+    pub async fn command(&self, path: &str, token: &str, body: &Value) -> Answer {
+        testkit::api::post(&self.client, &self.command.url(path), token, &[], body).await
+    }
+
+    /// GET from query-api.
+    pub async fn query(&self, path: &str, token: &str) -> Answer {
+        self.query_with(path, token, &[]).await
+    }
+
+    /// GET from query-api with extra headers.
+    pub async fn query_with(&self, path: &str, token: &str, headers: &[(&str, &str)]) -> Answer {
+        testkit::api::get(&self.client, &self.query.url(path), token, headers).await
+    }
+
+    /// Polls a GET until `done` holds for its answer.
+    pub async fn eventually(
+        &self,
+        path: &str,
+        token: &str,
+        what: &str,
+        done: impl Fn(&Answer) -> bool,
+    ) -> Answer {
+        eventually(Duration::from_secs(60), what, || async {
+            let answer = self.query(path, token).await;
+            done(&answer).then_some(answer)
+        })
+        .await
+    }
+
+    /// Creates a location (hall "Main") and returns its id.
+    pub async fn location(&self, name: &str, capacity: u32) -> String {
+        let answer = self
+            .command("/v1/locations", &admin(), &location_body(name, capacity))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        answer.id()
+    }
+
+    /// Schedules an event and returns its answer.
+    pub async fn event(&self, body: &Value) -> Answer {
+        let answer = self.command("/v1/events", &admin(), body).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        answer
+    }
+
+    /// Books `seats` of `event` as `user`.
+    pub async fn book(&self, event: &str, user: &str, seats: u32) -> Answer {
+        let answer = self
+            .command(
+                &format!("/v1/events/{event}/bookings"),
+                &customer(user),
+                &json!({"seats": seats, "card_token": "tok_visa"}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+        answer
+    }
+
+    /// A checksum of a read-model table's rows in id order.
+    pub async fn checksum(&self, table: &str) -> String {
+        sqlx::query_scalar(&format!(
+            "SELECT coalesce(md5(string_agg(t::text, '|' ORDER BY t.id)), '') FROM read_models.{table} t"
+        ))
+        .fetch_one(&self.db.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Rows in a read-model table.
+    pub async fn rows(&self, table: &str) -> i64 {
+        self.db
+            .scalar(&format!("SELECT count(*) FROM read_models.{table}"))
+            .await
+    }
+
+    /// Waits until the read models have every event of the store.
+    pub async fn caught_up(&self) {
+        eventually(
+            Duration::from_secs(90),
+            "the projections to catch up",
+            || async {
+                let statuses = self.query("/v1/admin/projections", &admin()).await;
+                let lag: i64 = statuses
+                    .body
+                    .as_array()?
+                    .iter()
+                    .map(|s| s["lag"].as_i64().unwrap_or(1))
+                    .sum();
+                (lag == 0).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Appends `count` bookings straight into the event store (see
+    /// `TestDb::seed_bookings`).
+    pub async fn seed_bookings(&self, event_id: &str, count: i64) {
+        self.db.seed_bookings(event_id, count).await;
+    }
+
+    pub async fn stop(mut self) {
+        self.stop_projector().await;
+        self.query.stop().await;
+        self.command.stop().await;
+    }
+}
