@@ -85,8 +85,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A location with one big hall and an event in it, so no run sells out.
-async fn create_event(http: &reqwest::Client, base: &str, jwt: &Jwt) -> anyhow::Result<String> {
+/// A location with one big hall and an event in it, so no run sells out. Returns the
+/// event's id.
+pub async fn create_event(http: &reqwest::Client, base: &str, jwt: &Jwt) -> anyhow::Result<String> {
     let admin = jwt.issue("bench-admin", Role::Admin, Duration::from_secs(3600));
     let location = post(
         http,

@@ -5,12 +5,17 @@
 //! source .local/env && cargo run --release -p bench -- bookings --clients 8,32 --seconds 20
 //! ```
 //!
-//! `bookings`: N clients POST `/v1/events/{id}/bookings` as fast as they are answered for
-//! T seconds; then N connections commit one-row INSERTs into a table shaped like
-//! `events` for T seconds. Both print throughput and latency percentiles; the ratio is
-//! bookings/s over inserts/s.
+//! - `bookings`: N clients POST `/v1/events/{id}/bookings` as fast as they are answered
+//!   for T seconds; then N connections commit one-row INSERTs into a table shaped like
+//!   `events` for T seconds. Throughput, latency percentiles, and the ratio.
+//! - `freshness`: bookings at a fixed rate, each timed from its 202 until the query API
+//!   shows it; baseline: produce → consume through the same broker at the same rate.
+//! - `rebuild`: a projection rebuilt from N events in a scratch database; baseline: the
+//!   same rows streamed out of the store.
 
 mod bookings;
+mod freshness;
+mod rebuild;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -29,11 +34,17 @@ struct Cli {
 enum Scenario {
     /// Booking requests against command-api, next to raw INSERT commits.
     Bookings(bookings::Args),
+    /// Command to query-visible latency, next to a raw produce/consume round trip.
+    Freshness(freshness::Args),
+    /// Projection rebuild speed, next to streaming the same rows.
+    Rebuild(rebuild::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::Bookings(args) => bookings::run(args).await,
+        Scenario::Freshness(args) => freshness::run(args).await,
+        Scenario::Rebuild(args) => rebuild::run(args).await,
     }
 }

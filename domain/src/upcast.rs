@@ -24,6 +24,13 @@ pub fn upcast_serialized(event: SerializedEvent) -> SerializedEvent {
     })
 }
 
+/// Whether a stored fact of this type and version must be upcast before it is read.
+pub fn needs_upcast(event_type: &str, event_version: &str) -> bool {
+    UPCASTERS
+        .iter()
+        .any(|u| u.can_upcast(event_type, event_version))
+}
+
 /// The payload of a stored fact as the current code expects it.
 pub fn upcast(event_type: String, event_version: String, payload: Value) -> Value {
     let event = SerializedEvent::new(

@@ -4,10 +4,11 @@
 //!    projection's aggregate type, in `(transaction_id, position)` order, in big chunks,
 //!    by the same engine the live projection uses.
 //! 2. What became visible meanwhile is applied too, without blocking anyone.
+//!    Its secondary indexes are built once it is full.
 //! 3. In one transaction: the live table is locked (queries wait a moment, they never
 //!    see a half-built table), everything committed since the final cursor is applied,
-//!    the live table is dropped and the fresh one renamed into its place, with the old
-//!    index names. The live projector's next write goes to the new table.
+//!    the live table is dropped and the fresh one renamed into its place, its indexes
+//!    taking the names they had. The live projector's next write goes to the new table.
 //!
 //! One rebuild per projection at a time (a Postgres advisory lock). Progress is kept in
 //! `projection_rebuilds`, where `GET /v1/admin/projections` and `projector status` read it.
@@ -225,27 +226,46 @@ async fn rebuild<V: View>(
         .bind(i64::try_from(total).unwrap_or(i64::MAX))
         .execute(&mut *lock)
         .await?;
+    // The fresh table starts with its primary key only (the upserts need it); the other
+    // indexes are built once it is full.
     sqlx::query(&format!("DROP TABLE IF EXISTS {fresh}"))
         .execute(read)
         .await?;
-    sqlx::query(&format!("CREATE TABLE {fresh} (LIKE {live} INCLUDING ALL)"))
+    sqlx::query(&format!(
+        "CREATE TABLE {fresh} (LIKE {live} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)"
+    ))
+    .execute(read)
+    .await?;
+    sqlx::query(&format!("ALTER TABLE {fresh} ADD PRIMARY KEY (id)"))
         .execute(read)
         .await?;
 
-    // 1. Every final event.
+    // 1. Every final event. The next chunk is read from the store while this one is
+    //    applied.
     let mut cursor = Cursor::default();
     let mut done = 0u64;
     on_progress(Progress { done, total });
-    loop {
-        let batch = store.final_after(cursor, &types, CHUNK).await?;
-        let Some((last, _)) = batch.last().cloned() else {
-            break;
+    let mut chunk = store.final_after(cursor, &types, CHUNK).await?;
+    while let Some((last, _)) = chunk.last().cloned() {
+        let more = chunk.len() as i64 == CHUNK;
+        let events: Vec<_> = chunk.into_iter().map(|(_, e)| e).collect();
+        let apply = async {
+            let mut tx = read.begin().await?;
+            apply_batch(&mut tx, store, Target::Rebuild, &events).await?;
+            tx.commit().await?;
+            anyhow::Ok(())
         };
+        let prefetch = async {
+            if more {
+                store.final_after(last, &types, CHUNK).await
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let (applied, next) = tokio::join!(apply, prefetch);
+        applied?;
         cursor = last;
-        let events: Vec<_> = batch.into_iter().map(|(_, e)| e).collect();
-        let mut tx = read.begin().await?;
-        apply_batch(&mut tx, store, Target::Rebuild, &events).await?;
-        tx.commit().await?;
+        chunk = next?;
         done += events.len() as u64;
         sqlx::query("UPDATE projection_rebuilds SET events_done = $2 WHERE id = $1")
             .bind(id)
@@ -256,38 +276,46 @@ async fn rebuild<V: View>(
             done,
             total: total.max(done),
         });
-        if (events.len() as i64) < CHUNK {
-            break;
-        }
     }
 
-    // 2. What committed meanwhile, without holding anyone up. The cursor stays where
-    //    the final events end: an event committing later may sort before these.
+    // 2. The live table's other indexes, under provisional names; then what committed
+    //    meanwhile, without holding anyone up. The cursor stays where the final events
+    //    end: an event committing later may sort before these.
     let mut conn = read.acquire().await?;
+    let live_indexes = indexes(&mut conn, live).await?;
+    for index in live_indexes.iter().filter(|i| !i.primary) {
+        sqlx::query(&index.definition_for(live, &fresh))
+            .execute(&mut *conn)
+            .await?;
+    }
     let mut tx = conn.begin().await?;
     apply_visible::<V>(&mut tx, store, cursor).await?;
     tx.commit().await?;
 
-    // 3. The swap.
+    // 3. The swap, the indexes taking the names they had.
     let mut tx = conn.begin().await?;
     sqlx::query(&format!("LOCK TABLE {live} IN ACCESS EXCLUSIVE MODE"))
         .execute(&mut *tx)
         .await?;
     apply_visible::<V>(&mut tx, store, cursor).await?;
-    let old_indexes = indexes(&mut tx, live).await?;
-    let new_indexes = indexes(&mut tx, &fresh).await?;
     sqlx::query(&format!("DROP TABLE {live}"))
         .execute(&mut *tx)
         .await?;
     sqlx::query(&format!("ALTER TABLE {fresh} RENAME TO {live}"))
         .execute(&mut *tx)
         .await?;
-    for (new_name, shape) in new_indexes {
-        if let Some((old_name, _)) = old_indexes.iter().find(|(_, s)| *s == shape) {
-            sqlx::query(&format!("ALTER INDEX {new_name} RENAME TO {old_name}"))
-                .execute(&mut *tx)
-                .await?;
-        }
+    for index in &live_indexes {
+        let provisional = if index.primary {
+            format!("{fresh}_pkey")
+        } else {
+            rebuild_table(&index.name)
+        };
+        sqlx::query(&format!(
+            "ALTER INDEX {provisional} RENAME TO {}",
+            index.name
+        ))
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     on_progress(Progress { done, total: done });
@@ -320,26 +348,46 @@ async fn apply_visible<V: View>(
     }
 }
 
-/// The indexes of `table`: (name, shape), the shape being the definition from `USING`
-/// on, which is the same for a table and its copy.
-async fn indexes(conn: &mut PgConnection, table: &str) -> sqlx::Result<Vec<(String, String)>> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT i.relname::text, pg_get_indexdef(i.oid)
+/// An index of a live table.
+struct Index {
+    name: String,
+    primary: bool,
+    definition: String,
+}
+
+impl Index {
+    /// The statement creating this index on `fresh` instead of `live`, under the
+    /// provisional name `<name>__rebuild`.
+    fn definition_for(&self, live: &str, fresh: &str) -> String {
+        self.definition
+            .replacen(
+                &format!(" {} ON ", self.name),
+                &format!(" {} ON ", rebuild_table(&self.name)),
+                1,
+            )
+            .replacen(&format!(".{live} USING "), &format!(".{fresh} USING "), 1)
+    }
+}
+
+/// The indexes of `table` and the statements that created them.
+async fn indexes(conn: &mut PgConnection, table: &str) -> sqlx::Result<Vec<Index>> {
+    let rows: Vec<(String, bool, String)> = sqlx::query_as(
+        "SELECT i.relname::text, x.indisprimary, pg_get_indexdef(i.oid)
            FROM pg_index x
            JOIN pg_class i ON i.oid = x.indexrelid
            JOIN pg_class t ON t.oid = x.indrelid
-          WHERE t.relname = $1 AND t.relnamespace = current_schema()::regnamespace",
+          WHERE t.relname = $1 AND t.relnamespace = current_schema()::regnamespace
+          ORDER BY 1",
     )
     .bind(table)
     .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(name, definition)| {
-            let shape = definition
-                .find(" USING ")
-                .map_or(definition.clone(), |at| definition[at..].to_owned());
-            (name, shape)
+        .map(|(name, primary, definition)| Index {
+            name,
+            primary,
+            definition,
         })
         .collect())
 }

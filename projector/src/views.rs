@@ -184,7 +184,7 @@ impl View for LocationRow {
     }
 
     async fn store(conn: &mut PgConnection, table: &str, rows: &[Self]) -> sqlx::Result<()> {
-        let column = |f: fn(&Self) -> String| rows.iter().map(f).collect::<Vec<_>>();
+        let text = |f: fn(&Self) -> &str| rows.iter().map(f).collect::<Vec<_>>();
         sqlx::query(&format!(
             "INSERT INTO {table} (id, name, address, country, halls, created_at, updated_at, last_sequence)
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
@@ -196,10 +196,10 @@ impl View for LocationRow {
              WHERE {table}.last_sequence < EXCLUDED.last_sequence"
         ))
         .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
-        .bind(column(|r| r.name.clone()))
-        .bind(column(|r| r.address.clone()))
-        .bind(column(|r| r.country.clone()))
-        .bind(rows.iter().map(|r| r.halls.clone()).collect::<Vec<_>>())
+        .bind(text(|r| &r.name))
+        .bind(text(|r| &r.address))
+        .bind(text(|r| &r.country))
+        .bind(rows.iter().map(|r| &r.halls).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.last_sequence).collect::<Vec<_>>())
@@ -328,7 +328,7 @@ impl View for EventRow {
     }
 
     async fn store(conn: &mut PgConnection, table: &str, rows: &[Self]) -> sqlx::Result<()> {
-        let text = |f: fn(&Self) -> &String| rows.iter().map(|r| f(r).clone()).collect::<Vec<_>>();
+        let text = |f: fn(&Self) -> &str| rows.iter().map(f).collect::<Vec<_>>();
         let int = |f: fn(&Self) -> i32| rows.iter().map(f).collect::<Vec<_>>();
         let time = |f: fn(&Self) -> DateTime<Utc>| rows.iter().map(f).collect::<Vec<_>>();
         sqlx::query(&format!(
@@ -509,7 +509,7 @@ impl View for BookingRow {
     }
 
     async fn store(conn: &mut PgConnection, table: &str, rows: &[Self]) -> sqlx::Result<()> {
-        let text = |f: fn(&Self) -> &String| rows.iter().map(|r| f(r).clone()).collect::<Vec<_>>();
+        let text = |f: fn(&Self) -> &str| rows.iter().map(f).collect::<Vec<_>>();
         sqlx::query(&format!(
             "INSERT INTO {table} (id, event_id, user_id, seats, amount_cents, currency, status,
                                   reason, refunded, history, created_at, updated_at, last_sequence)
@@ -531,9 +531,9 @@ impl View for BookingRow {
         .bind(rows.iter().map(|r| r.amount_cents).collect::<Vec<_>>())
         .bind(text(|r| &r.currency))
         .bind(text(|r| &r.status))
-        .bind(rows.iter().map(|r| r.reason.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.reason.as_deref()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.refunded).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.history.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| &r.history).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.last_sequence).collect::<Vec<_>>())
