@@ -18,14 +18,16 @@ use prometheus_client::registry::Registry;
 use rdkafka::admin::AdminClient;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::payment::SimulatedGateway;
 use crate::relay::{notify_after_commits, Relay};
 use crate::routes;
+use crate::saga::SagaRunner;
 use crate::store::AggregateStore;
 
 /// Everything a request handler may need.
@@ -42,6 +44,8 @@ pub struct App {
     pub events: AggregateStore<Event>,
     /// Bookings.
     pub bookings: AggregateStore<Booking>,
+    /// The simulated payment gateway (tests make it unreachable).
+    pub gateway: Arc<SimulatedGateway>,
 }
 
 /// The state handed to axum: cheap to clone.
@@ -67,7 +71,7 @@ pub struct Application {
     state: AppState,
     config: Config,
     registry: Arc<Registry>,
-    appended: Arc<Notify>,
+    appended: watch::Sender<u64>,
     broker: Arc<AdminClient<KafkaLogs>>,
 }
 
@@ -80,8 +84,12 @@ impl Application {
 
         let mut registry = Registry::default();
         let metrics = Metrics::new(&mut registry);
-        let appended = Arc::new(Notify::new());
+        let (appended, _) = watch::channel(0u64);
         let app = App {
+            gateway: Arc::new(SimulatedGateway::new(
+                pool.clone(),
+                config.saga.payment_latency,
+            )),
             jwt: Jwt::new(&config.jwt_secret),
             locations: AggregateStore::new(pool.clone(), (), appended.clone(), metrics.clone()),
             events: AggregateStore::new(pool.clone(), (), appended.clone(), metrics.clone()),
@@ -117,7 +125,7 @@ impl Application {
         let mut workers = JoinSet::new();
         workers.spawn(notify_after_commits(
             pool.clone(),
-            self.appended.clone(),
+            self.appended.subscribe(),
             shutdown.clone(),
         ));
         if self.config.relay.enabled {
@@ -129,6 +137,17 @@ impl Application {
                 self.state.metrics.clone(),
             );
             workers.spawn(relay.run(shutdown.clone()));
+        }
+        if self.config.saga.enabled {
+            let runner = SagaRunner::new(
+                pool.clone(),
+                self.state.events.clone(),
+                self.state.bookings.clone(),
+                self.state.gateway.clone(),
+                self.config.saga.clone(),
+                self.state.metrics.clone(),
+            );
+            workers.spawn(Arc::new(runner).run(self.appended.subscribe(), shutdown.clone()));
         }
         workers.spawn(expire_idempotency_keys(
             pool.clone(),

@@ -29,7 +29,7 @@ use uuid::Uuid;
 use crate::app::App;
 use crate::idempotency::{self, Outcome};
 use crate::metrics::{CommandLabels, CommandName};
-use crate::store::{AggregateStore, ExecuteError};
+use crate::store::{AggregateStore, ExecuteError, Storable};
 
 /// Attempts per command before a conflict is answered 409.
 pub const MAX_ATTEMPTS: u32 = 8;
@@ -123,8 +123,7 @@ pub async fn submit<A>(
     command: A::Command,
 ) -> Response
 where
-    A: Aggregate + Clone,
-    A::Command: Clone,
+    A: Storable,
     A::Error: DomainError,
 {
     let started = Instant::now();
@@ -164,8 +163,7 @@ async fn run<A>(
     command: A::Command,
 ) -> (&'static str, Response)
 where
-    A: Aggregate + Clone,
-    A::Command: Clone,
+    A: Storable,
     A::Error: DomainError,
 {
     if let Some(key) = &s.context.idempotency_key {

@@ -24,6 +24,8 @@ pub struct Config {
     pub addr: SocketAddr,
     /// The outbox relay's settings.
     pub relay: RelayConfig,
+    /// The sagas' settings.
+    pub saga: SagaConfig,
     /// `BOXOFFICE_IDEMPOTENCY_TTL_HOURS` (default 24): how long an `Idempotency-Key` is
     /// remembered.
     pub idempotency_ttl: Duration,
@@ -42,6 +44,23 @@ pub struct RelayConfig {
     pub poll_interval: Duration,
 }
 
+/// How the sagas run.
+#[derive(Debug, Clone)]
+pub struct SagaConfig {
+    /// `BOXOFFICE_SAGAS_ENABLED` (default true): run the saga worker. Every replica may;
+    /// they share the work.
+    pub enabled: bool,
+    /// `BOXOFFICE_HOLD_TTL_SECS` (default 600, fractions allowed): how long seats stay
+    /// held for a payment that does not answer.
+    pub hold_ttl: Duration,
+    /// `PAYMENT_LATENCY_MS` (default 0): the simulated gateway's latency per call.
+    pub payment_latency: Duration,
+    /// `PAYMENT_TIMEOUT_MS` (default 5000): how long one gateway call may take.
+    pub payment_timeout: Duration,
+    /// `BOXOFFICE_SAGA_CONCURRENCY` (default 64): sagas carried on at once per process.
+    pub concurrency: usize,
+}
+
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
@@ -52,6 +71,7 @@ impl std::fmt::Debug for Config {
             .field("jwt_secret", &"<redacted>")
             .field("addr", &self.addr)
             .field("relay", &self.relay)
+            .field("saga", &self.saga)
             .field("idempotency_ttl", &self.idempotency_ttl)
             .finish()
     }
@@ -75,6 +95,13 @@ impl Config {
                 enabled: parse_or("BOXOFFICE_RELAY_ENABLED", true)?,
                 batch_size: parse_or("BOXOFFICE_RELAY_BATCH", 500)?,
                 poll_interval: Duration::from_millis(parse_or("BOXOFFICE_RELAY_POLL_MS", 1000)?),
+            },
+            saga: SagaConfig {
+                enabled: parse_or("BOXOFFICE_SAGAS_ENABLED", true)?,
+                hold_ttl: Duration::from_secs_f64(parse_or("BOXOFFICE_HOLD_TTL_SECS", 600.0)?),
+                payment_latency: Duration::from_millis(parse_or("PAYMENT_LATENCY_MS", 0)?),
+                payment_timeout: Duration::from_millis(parse_or("PAYMENT_TIMEOUT_MS", 5000)?),
+                concurrency: parse_or("BOXOFFICE_SAGA_CONCURRENCY", 64)?,
             },
             idempotency_ttl: Duration::from_secs(
                 3600 * parse_or::<u64>("BOXOFFICE_IDEMPOTENCY_TTL_HOURS", 24)?,

@@ -12,6 +12,8 @@
 //!   aggregate inside the process.
 //! - [`idempotency`]: `Idempotency-Key` records.
 //! - [`relay`]: the outbox relay publishing appended events to Kafka.
+//! - [`saga`]: the booking saga runner (seat hold, payment, confirmation,
+//!   compensation) and [`payment`], the payment gateway port and its simulation.
 //! - [`metrics`]: what `/metrics` exports.
 
 pub mod app;
@@ -19,8 +21,10 @@ pub mod commands;
 pub mod config;
 pub mod idempotency;
 pub mod metrics;
+pub mod payment;
 pub mod relay;
 mod routes;
+pub mod saga;
 pub mod store;
 
 pub use app::{AppState, Application};

@@ -34,6 +34,30 @@ pub struct EventLabels {
     pub event_type: String,
 }
 
+/// Labels of a saga step.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    /// `reserve`, `authorize`, `confirm`, `release`, `refund`, `cancel_event`.
+    pub step: &'static str,
+    /// `advanced` (the saga moved on), `retried` (same step later) or `failed` (an
+    /// error; retried later).
+    pub outcome: &'static str,
+}
+
+/// Labels naming a reason.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// For example `payment_declined`.
+    pub reason: &'static str,
+}
+
+/// Labels naming a booking status.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// `confirmed`, `rejected` or `cancelled`.
+    pub status: &'static str,
+}
+
 /// Every metric command-api exports.
 #[derive(Clone)]
 pub struct Metrics {
@@ -45,6 +69,8 @@ pub struct Metrics {
     pub conflicts: Family<CommandName, Counter>,
     /// Events appended to the store.
     pub events_appended: Family<EventLabels, Counter>,
+    /// Commands appended together in one statement (see the store's combining).
+    pub append_batch: Histogram,
     /// Rows waiting in the outbox, as last seen by the relay leader.
     pub outbox_backlog: Gauge,
     /// Events published to the topic (acknowledged by the broker).
@@ -55,6 +81,16 @@ pub struct Metrics {
     pub publish_failures: Counter,
     /// 1 while this process leads the relay.
     pub relay_leader: Gauge,
+    /// Saga steps carried out, by step and outcome.
+    pub saga_steps: Family<StepLabels, Counter>,
+    /// Sagas not finished (in the whole store, as last counted).
+    pub sagas_in_flight: Gauge,
+    /// Compensations started, by reason (`cancelled` for refunds).
+    pub compensations: Family<ReasonLabel, Counter>,
+    /// Hold deadlines that passed before the payment was settled.
+    pub deadlines_fired: Counter,
+    /// Bookings that reached a final status through this process's sagas.
+    pub bookings_final: Family<StatusLabel, Counter>,
 }
 
 impl Metrics {
@@ -65,11 +101,19 @@ impl Metrics {
             command_seconds: Family::new_with_constructor(latency_histogram),
             conflicts: Family::default(),
             events_appended: Family::default(),
+            append_batch: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 10),
+            ),
             outbox_backlog: Gauge::default(),
             outbox_published: Counter::default(),
             publish_seconds: latency_histogram(),
             publish_failures: Counter::default(),
             relay_leader: Gauge::default(),
+            saga_steps: Family::default(),
+            sagas_in_flight: Gauge::default(),
+            compensations: Family::default(),
+            deadlines_fired: Counter::default(),
+            bookings_final: Family::default(),
         };
         registry.register(
             "boxoffice_commands",
@@ -90,6 +134,11 @@ impl Metrics {
             "boxoffice_events_appended",
             "Events appended to the event store",
             metrics.events_appended.clone(),
+        );
+        registry.register(
+            "boxoffice_append_batch_commands",
+            "Commands on one aggregate appended together in one statement",
+            metrics.append_batch.clone(),
         );
         registry.register(
             "boxoffice_outbox_backlog",
@@ -115,6 +164,31 @@ impl Metrics {
             "boxoffice_outbox_relay_leader",
             "1 while this process leads the outbox relay",
             metrics.relay_leader.clone(),
+        );
+        registry.register(
+            "boxoffice_saga_steps",
+            "Saga steps carried out, by step and outcome",
+            metrics.saga_steps.clone(),
+        );
+        registry.register(
+            "boxoffice_sagas_in_flight",
+            "Sagas not finished",
+            metrics.sagas_in_flight.clone(),
+        );
+        registry.register(
+            "boxoffice_saga_compensations",
+            "Compensations started, by reason",
+            metrics.compensations.clone(),
+        );
+        registry.register(
+            "boxoffice_saga_deadlines_fired",
+            "Seat holds that expired before the payment was settled",
+            metrics.deadlines_fired.clone(),
+        );
+        registry.register(
+            "boxoffice_bookings_final",
+            "Bookings that reached a final status, by status",
+            metrics.bookings_final.clone(),
         );
         metrics
     }

@@ -28,7 +28,6 @@
 //!   deliveries are purged, the producer rebuilt and the rest sent again.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -44,7 +43,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool, Row};
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RelayConfig;
@@ -83,13 +82,13 @@ const NOTIFY_EVERY: Duration = Duration::from_millis(5);
 /// one, one more follows.
 pub async fn notify_after_commits(
     pool: PgPool,
-    appended: Arc<Notify>,
+    mut appended: watch::Receiver<u64>,
     shutdown: CancellationToken,
 ) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = appended.notified() => {}
+            changed = appended.changed() => if changed.is_err() { return },
         }
         let sent = Instant::now();
         if let Err(err) = sqlx::query("SELECT pg_notify($1, '')")

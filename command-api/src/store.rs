@@ -6,17 +6,25 @@
 //! it to:
 //!
 //! - It returns the committed sequence, which the consistency token is made of.
-//! - Commands on one aggregate are serialized inside the process (one async mutex per
-//!   aggregate id), so concurrent requests for a hot aggregate queue instead of
-//!   colliding; optimistic concurrency still guards against other processes.
-//! - The mutex also guards the aggregate as last loaded, so the next command reads only
-//!   the events appended since (usually none), not the whole stream again. An aggregate
-//!   the caller has just given a new id is not read at all ([`AggregateStore::create`]).
-//! - The append is one `INSERT ... SELECT FROM unnest(...)` statement, atomic on its own,
-//!   where postgres-es sends BEGIN, one INSERT per event and COMMIT: two round trips
-//!   fewer per command, which is most of the cost of a command (see the README's
-//!   benchmark). The rows are the ones postgres-es writes and reads, and the key
-//!   `(aggregate_type, aggregate_id, sequence)` is the same optimistic lock.
+//! - Commands on one aggregate are serialized inside the process, and the aggregate as
+//!   last loaded stays in memory, so the next command reads only the events appended
+//!   since (usually none), not the whole stream again. An aggregate the caller has just
+//!   given a new id is not read at all ([`AggregateStore::create`]).
+//! - **Combining.** Commands that queue up for one aggregate while another is being
+//!   appended are decided one after the other on the aggregate (each sees what the
+//!   previous ones did, so every invariant holds) and appended together in one
+//!   statement. A hot event's seat ledger takes many reservations per round trip
+//!   instead of one. A command carrying an `Idempotency-Key` is appended on its own, so
+//!   a key conflict never fails its neighbours. The batch is served on a task of its
+//!   own: a caller that goes away cannot leave the others without an answer.
+//! - The append is one `INSERT ... SELECT FROM unnest(...)` statement, atomic on its
+//!   own, where postgres-es sends BEGIN, one INSERT per event and COMMIT. The rows are
+//!   the ones postgres-es writes and reads, and the key
+//!   `(aggregate_type, aggregate_id, sequence)` is the same optimistic lock against
+//!   other processes.
+//!
+//! The aggregates must refuse a command before writing any fact (they decide, then
+//! write), so a refused command leaves the aggregate as it was for the next one.
 //!
 //! Stored events pass through the domain's upcasters (`domain::upcast`) before they are
 //! deserialized, as in cqrs-es's `PersistedEventStore`.
@@ -31,7 +39,7 @@ use cqrs_es::{Aggregate, EventEnvelope};
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{oneshot, watch, Mutex, OwnedMutexGuard};
 
 use crate::metrics::{EventLabels, Metrics};
 
@@ -72,6 +80,17 @@ pub enum ExecuteError<E: std::error::Error> {
     Store(#[from] PersistenceError),
 }
 
+impl<E: std::error::Error> ExecuteError<E> {
+    /// The same failure, for another command of the batch it befell.
+    fn again(&self) -> Self {
+        match self {
+            Self::Conflict => Self::Conflict,
+            Self::IdempotencyKeyTaken => Self::IdempotencyKeyTaken,
+            other => Self::Store(PersistenceError::UnknownError(other.to_string().into())),
+        }
+    }
+}
+
 /// An aggregate as loaded, with the sequence of its last applied event.
 #[derive(Default)]
 struct Loaded<A> {
@@ -81,37 +100,87 @@ struct Loaded<A> {
     caught_up_at: Option<Instant>,
 }
 
-/// Commands and reads for one aggregate type.
-pub struct AggregateStore<A: Aggregate> {
+/// A command waiting for its aggregate.
+struct Request<A: Aggregate> {
+    command: A::Command,
+    metadata: HashMap<String, String>,
+    /// Whether the aggregate must be read first (false for a made-up new id).
+    load: bool,
+    reply: oneshot::Sender<Result<Committed, ExecuteError<A::Error>>>,
+}
+
+impl<A: Aggregate> Request<A> {
+    /// Carries an `Idempotency-Key`: appended on its own.
+    fn keyed(&self) -> bool {
+        self.metadata.contains_key("idempotency_key")
+    }
+}
+
+/// One aggregate: its loaded state, and the commands queued for it.
+struct Slot<A: Aggregate> {
+    state: Arc<Mutex<Loaded<A>>>,
+    queue: SyncMutex<Vec<Request<A>>>,
+}
+
+impl<A: Aggregate> Default for Slot<A> {
+    fn default() -> Self {
+        Self {
+            state: Arc::new(Mutex::new(Loaded::default())),
+            queue: SyncMutex::new(Vec::new()),
+        }
+    }
+}
+
+/// What the store needs of an aggregate (all of ours are).
+pub trait Storable:
+    Aggregate<Command: Clone + Send + 'static, Error: Send + 'static, Services: 'static>
+    + Clone
+    + 'static
+{
+}
+
+impl<A> Storable for A where
+    A: Aggregate<Command: Clone + Send + 'static, Error: Send + 'static, Services: 'static>
+        + Clone
+        + 'static
+{
+}
+
+/// Commands and reads for one aggregate type. Cheap to clone.
+pub struct AggregateStore<A: Aggregate>(Arc<Inner<A>>);
+
+impl<A: Aggregate> Clone for AggregateStore<A> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+struct Inner<A: Aggregate> {
     pool: PgPool,
     repo: PostgresEventRepository,
     services: A::Services,
-    slots: SyncMutex<HashMap<String, Arc<Mutex<Loaded<A>>>>>,
-    appended: Arc<Notify>,
+    slots: SyncMutex<HashMap<String, Arc<Slot<A>>>>,
+    appended: watch::Sender<u64>,
     metrics: Metrics,
 }
 
-impl<A> AggregateStore<A>
-where
-    A: Aggregate + Clone,
-    A::Command: Clone,
-{
-    /// A store on `pool`. `appended` is notified after every commit (the outbox relay's
-    /// wake-up call).
+impl<A: Storable> AggregateStore<A> {
+    /// A store on `pool`. `appended` is bumped after every commit (what the outbox relay
+    /// and the saga worker wake on).
     pub fn new(
         pool: PgPool,
         services: A::Services,
-        appended: Arc<Notify>,
+        appended: watch::Sender<u64>,
         metrics: Metrics,
     ) -> Self {
-        Self {
+        Self(Arc::new(Inner {
             repo: PostgresEventRepository::new(pool.clone()),
             pool,
             services,
             slots: SyncMutex::new(HashMap::new()),
             appended,
             metrics,
-        }
+        }))
     }
 
     /// Reads the current state of an aggregate (the default state when it has no
@@ -134,10 +203,10 @@ where
         max_age: Duration,
         read: impl FnOnce(&A, usize) -> R,
     ) -> Result<R, PersistenceError> {
-        let slot = self.slot(aggregate_id);
-        let mut loaded = slot.lock().await;
+        let slot = self.0.slot(aggregate_id);
+        let mut loaded = slot.state.lock().await;
         if loaded.caught_up_at.is_none_or(|at| at.elapsed() >= max_age) {
-            self.catch_up(aggregate_id, &mut loaded).await?;
+            self.0.catch_up(aggregate_id, &mut loaded).await?;
         }
         Ok(read(&loaded.aggregate, loaded.sequence))
     }
@@ -173,61 +242,161 @@ where
         metadata: &HashMap<String, String>,
         load: bool,
     ) -> Result<Committed, ExecuteError<A::Error>> {
-        let slot = self.slot(aggregate_id);
-        let mut loaded = slot.lock().await;
-        if load || loaded.caught_up_at.is_some() {
-            self.catch_up(aggregate_id, &mut loaded).await?;
+        let slot = self.0.slot(aggregate_id);
+        let (reply, mut answer) = oneshot::channel();
+        lock(&slot.queue).push(Request {
+            command,
+            metadata: metadata.clone(),
+            load,
+            reply,
+        });
+        loop {
+            tokio::select! {
+                biased;
+                answered = &mut answer => {
+                    return answered.unwrap_or_else(|_| {
+                        Err(ExecuteError::Store(PersistenceError::UnknownError(
+                            "the command's batch was abandoned".into(),
+                        )))
+                    });
+                }
+                // Whoever holds the aggregate serves everything queued for it.
+                loaded = slot.state.clone().lock_owned() => {
+                    let batch = std::mem::take(&mut *lock(&slot.queue));
+                    if batch.is_empty() {
+                        continue; // served by the previous holder: the answer is waiting
+                    }
+                    let (inner, id) = (self.0.clone(), aggregate_id.to_owned());
+                    let _ = tokio::spawn(async move { inner.serve(&id, loaded, batch).await }).await;
+                }
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &SyncMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl<A> Inner<A>
+where
+    A: Aggregate + Clone,
+{
+    /// Decides and appends a batch of queued commands, answering each.
+    async fn serve(
+        &self,
+        aggregate_id: &str,
+        mut loaded: OwnedMutexGuard<Loaded<A>>,
+        batch: Vec<Request<A>>,
+    ) {
+        if batch.iter().any(|r| r.load) || loaded.caught_up_at.is_some() {
+            if let Err(err) = self.catch_up(aggregate_id, &mut loaded).await {
+                let err = ExecuteError::<A::Error>::Store(err);
+                for request in batch {
+                    let _ = request.reply.send(Err(err.again()));
+                }
+                return;
+            }
+        }
+        // Key-less commands in a row share an append; a keyed one goes alone.
+        let mut requests = batch.into_iter().peekable();
+        while let Some(first) = requests.next() {
+            let mut group = vec![first];
+            if !group[0].keyed() {
+                while let Some(next) = requests.next_if(|r| !r.keyed()) {
+                    group.push(next);
+                }
+            }
+            self.serve_group(aggregate_id, &mut loaded, group).await;
+        }
+    }
+
+    /// Decides each command of `group` in turn on the aggregate, appends every fact in
+    /// one statement, answers each command.
+    async fn serve_group(
+        &self,
+        aggregate_id: &str,
+        loaded: &mut Loaded<A>,
+        group: Vec<Request<A>>,
+    ) {
+        let recorded_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let mut working = loaded.aggregate.clone();
+        let mut sequence = loaded.sequence;
+        let mut serialized = Vec::new();
+        let mut accepted = Vec::with_capacity(group.len());
+        for request in group {
+            let sink = EventSink::default();
+            if let Err(err) = working.handle(request.command, &self.services, &sink).await {
+                let _ = request.reply.send(Err(ExecuteError::Domain(err)));
+                continue;
+            }
+            let mut metadata = request.metadata;
+            metadata.insert("recorded_at".into(), recorded_at.clone());
+            let facts = sink.collect().await;
+            let count = facts.len();
+            for fact in facts {
+                sequence += 1;
+                let envelope = EventEnvelope::<A> {
+                    aggregate_id: aggregate_id.to_owned(),
+                    sequence,
+                    payload: fact,
+                    metadata: metadata.clone(),
+                };
+                match SerializedEvent::try_from(&envelope) {
+                    Ok(event) => serialized.push(event),
+                    Err(err) => {
+                        // Cannot happen for our facts; if it did, nothing is appended.
+                        tracing::error!(cause = %err, "cannot serialize a fact");
+                        let _ = request.reply.send(Err(ExecuteError::Store(err)));
+                        return;
+                    }
+                }
+            }
+            accepted.push((request.reply, sequence, count));
+        }
+        if serialized.is_empty() {
+            for (reply, last_sequence, appended) in accepted {
+                let _ = reply.send(Ok(Committed {
+                    last_sequence,
+                    appended,
+                }));
+            }
+            return;
         }
 
-        let mut aggregate = loaded.aggregate.clone();
-        let sink = EventSink::default();
-        aggregate
-            .handle(command, &self.services, &sink)
-            .await
-            .map_err(ExecuteError::Domain)?;
-        let facts = sink.collect().await;
-        if facts.is_empty() {
-            return Ok(Committed {
-                last_sequence: loaded.sequence,
-                appended: 0,
-            });
+        match self.append(aggregate_id, &serialized).await {
+            Ok(()) => {
+                loaded.aggregate = working;
+                loaded.sequence = sequence;
+                loaded.caught_up_at = Some(Instant::now());
+                self.appended.send_modify(|n| *n = n.wrapping_add(1));
+                self.metrics.append_batch.observe(accepted.len() as f64);
+                for event in &serialized {
+                    self.metrics
+                        .events_appended
+                        .get_or_create(&EventLabels {
+                            aggregate_type: A::TYPE,
+                            event_type: event.event_type.clone(),
+                        })
+                        .inc();
+                }
+                for (reply, last_sequence, appended) in accepted {
+                    let _ = reply.send(Ok(Committed {
+                        last_sequence,
+                        appended,
+                    }));
+                }
+            }
+            // The loaded state stays as it was: the next catch-up reads what the other
+            // writer appended.
+            Err(err) => {
+                for (reply, _, _) in accepted {
+                    let _ = reply.send(Err(err.again()));
+                }
+            }
         }
-
-        let mut metadata = metadata.clone();
-        metadata.insert(
-            "recorded_at".into(),
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        );
-        let mut serialized = Vec::with_capacity(facts.len());
-        for (fact, sequence) in facts.into_iter().zip(loaded.sequence + 1..) {
-            let envelope = EventEnvelope::<A> {
-                aggregate_id: aggregate_id.to_owned(),
-                sequence,
-                payload: fact,
-                metadata: metadata.clone(),
-            };
-            serialized.push(SerializedEvent::try_from(&envelope)?);
-        }
-
-        self.append(aggregate_id, &serialized).await?;
-        let appended = serialized.len();
-        loaded.aggregate = aggregate;
-        loaded.sequence += appended;
-        loaded.caught_up_at = Some(Instant::now());
-        self.appended.notify_one();
-        for event in serialized {
-            self.metrics
-                .events_appended
-                .get_or_create(&EventLabels {
-                    aggregate_type: A::TYPE,
-                    event_type: event.event_type,
-                })
-                .inc();
-        }
-        Ok(Committed {
-            last_sequence: loaded.sequence,
-            appended,
-        })
     }
 
     /// Appends `events` (consecutive sequences of one aggregate) in one statement.
@@ -257,8 +426,6 @@ where
         .await;
         match outcome {
             Ok(_) => Ok(()),
-            // The loaded state stays as it was: the next catch-up reads what the other
-            // writer appended.
             Err(err) if has_sqlstate(&err, UNIQUE_VIOLATION) => Err(ExecuteError::Conflict),
             Err(err) if has_sqlstate(&err, KEY_TAKEN_SQLSTATE) => {
                 Err(ExecuteError::IdempotencyKeyTaken)
@@ -289,19 +456,13 @@ where
         Ok(())
     }
 
-    fn slot(&self, aggregate_id: &str) -> Arc<Mutex<Loaded<A>>> {
-        let mut slots = self
-            .slots
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    fn slot(&self, aggregate_id: &str) -> Arc<Slot<A>> {
+        let mut slots = lock(&self.slots);
         if slots.len() >= CACHED_AGGREGATES && !slots.contains_key(aggregate_id) {
             // Drop every slot nobody is using; the busy ones are the hot ones.
             slots.retain(|_, slot| Arc::strong_count(slot) > 1);
         }
-        slots
-            .entry(aggregate_id.to_owned())
-            .or_insert_with(|| Arc::new(Mutex::new(Loaded::default())))
-            .clone()
+        slots.entry(aggregate_id.to_owned()).or_default().clone()
     }
 }
 

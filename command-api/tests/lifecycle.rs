@@ -62,18 +62,8 @@ async fn metrics_count_commands_events_and_the_outbox() {
     )
     .await;
 
-    let response = app.client().get(app.url("/metrics")).send().await.unwrap();
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let text = response.text().await.unwrap();
-
-    assert!(
-        content_type.starts_with("application/openmetrics-text"),
-        "{content_type}"
-    );
-    for line in [
+    // The backlog gauge is refreshed once a second: poll until every line is there.
+    let expected = [
         r#"boxoffice_commands_total{command="create_location",outcome="accepted"} 1"#,
         r#"boxoffice_commands_total{command="add_hall",outcome="refused"} 1"#,
         r#"boxoffice_events_appended_total{aggregate_type="location",event_type="LocationCreated"} 1"#,
@@ -82,11 +72,34 @@ async fn metrics_count_commands_events_and_the_outbox() {
         "boxoffice_outbox_published_total 1",
         "boxoffice_outbox_publish_latency_seconds_count 1",
         "boxoffice_outbox_relay_leader 1",
-    ] {
+    ];
+    let metrics = || async {
+        let response = app.client().get(app.url("/metrics")).send().await.unwrap();
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert!(
-            text.lines().any(|l| l == line),
-            "missing {line:?} in\n{text}"
+            content_type.starts_with("application/openmetrics-text"),
+            "{content_type}"
         );
+        response.text().await.unwrap()
+    };
+    let missing = |text: &str| -> Vec<&str> {
+        expected
+            .iter()
+            .copied()
+            .filter(|line| !text.lines().any(|l| l == *line))
+            .collect()
+    };
+    let found = testkit::eventually_or(Duration::from_secs(10), || async {
+        let text = metrics().await;
+        missing(&text).is_empty().then_some(())
+    })
+    .await;
+    if found.is_none() {
+        let text = metrics().await;
+        panic!("missing {:?} in\n{text}", missing(&text));
     }
     app.stop().await;
 }

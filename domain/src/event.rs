@@ -70,6 +70,9 @@ pub struct Reservation {
     pub seats: u32,
     /// Where it stands.
     pub state: ReservationState,
+    /// Why it was refused, when it was.
+    #[serde(default)]
+    pub refused: Option<RefusalReason>,
 }
 
 /// The seat counts of an event after a fact.
@@ -130,6 +133,14 @@ impl Event {
     /// The ledger line of a booking.
     pub fn reservation(&self, booking_id: Uuid) -> Option<Reservation> {
         self.ledger.get(&booking_id).copied()
+    }
+
+    /// The bookings that hold or bought seats now.
+    pub fn seat_holders(&self) -> impl Iterator<Item = Uuid> + '_ {
+        self.ledger
+            .iter()
+            .filter(|(_, r)| matches!(r.state, ReservationState::Held | ReservationState::Sold))
+            .map(|(id, _)| *id)
     }
 }
 
@@ -372,17 +383,22 @@ impl Aggregate for Event {
                     Reservation {
                         seats,
                         state: ReservationState::Held,
+                        refused: None,
                     },
                 );
             }
             EventFact::SeatsRefused {
-                booking_id, seats, ..
+                booking_id,
+                seats,
+                reason,
+                ..
             } => {
                 self.ledger.insert(
                     booking_id,
                     Reservation {
                         seats,
                         state: ReservationState::Refused,
+                        refused: Some(reason),
                     },
                 );
             }
@@ -478,6 +494,7 @@ impl Event {
                 Some(Reservation {
                     seats,
                     state: ReservationState::Held,
+                    ..
                 }) => Ok(vec![EventFact::SeatsSold {
                     booking_id,
                     seats: *seats,
@@ -490,7 +507,7 @@ impl Event {
                 _ => Err(EventError::NotHeld(booking_id)),
             },
             EventCommand::ReleaseSeats { booking_id } => match self.ledger.get(&booking_id) {
-                Some(&Reservation { seats, state })
+                Some(&Reservation { seats, state, .. })
                     if matches!(state, ReservationState::Held | ReservationState::Sold) =>
                 {
                     let n = i64::from(seats);
@@ -989,8 +1006,13 @@ mod tests {
             event.reservation(booking(1)),
             Some(Reservation {
                 seats: 3,
-                state: ReservationState::Sold
+                state: ReservationState::Sold,
+                refused: None,
             })
+        );
+        assert_eq!(
+            event.seat_holders().collect::<Vec<_>>(),
+            [booking(1), booking(2)]
         );
         assert!(!event.is_cancelled());
     }

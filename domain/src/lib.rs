@@ -8,6 +8,7 @@
 //! - [`event`]: something that happens in a hall (a concert, a circus, a talk) and its
 //!   seat ledger.
 //! - [`booking`]: a user's request for seats of an event, and its status machine.
+//! - [`saga`]: the booking saga's decisions, a pure function of step and observation.
 //! - [`values`]: validated values (names, capacities, seats, money) parsed once at the edge.
 //! - [`error`]: what every refusal of the domain has in common.
 //! - [`upcast`]: reading facts stored in an older shape.
@@ -21,6 +22,7 @@ pub mod booking;
 pub mod error;
 pub mod event;
 pub mod location;
+pub mod saga;
 pub mod upcast;
 pub mod values;
 

@@ -24,6 +24,14 @@ async fn command_api(db: &TestDb, topic: &platform::kafka::TopicSpec) -> testkit
             batch_size: 500,
             poll_interval: Duration::from_millis(200),
         },
+        // The seeded bookings stay as they are: this test is about the projector.
+        saga: command_api::config::SagaConfig {
+            enabled: false,
+            hold_ttl: Duration::from_secs(600),
+            payment_latency: Duration::ZERO,
+            payment_timeout: Duration::from_secs(5),
+            concurrency: 64,
+        },
         idempotency_ttl: Duration::from_secs(3600),
     };
     let app = command_api::Application::build(config)

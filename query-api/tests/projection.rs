@@ -77,7 +77,12 @@ fn consumed(stack: &Stack) -> u64 {
 
 #[tokio::test]
 async fn duplicated_and_redelivered_messages_change_nothing() {
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::start_with(Options {
+        // Bookings stay as recorded: this test is about the read side.
+        sagas: false,
+        ..Options::default()
+    })
+    .await;
     activity(&stack).await;
     stack.caught_up().await;
     let before = checksums(&stack).await;
@@ -131,6 +136,8 @@ async fn a_gap_in_a_stream_is_filled_from_the_event_store() {
     // knows, it got from these messages or from the store because of them.
     let projector_topic = format!("bt.{}", uuid::Uuid::new_v4().simple());
     let stack = Stack::start_with(Options {
+        // Bookings stay as recorded: this test is about the read side.
+        sagas: false,
         sweep: Duration::ZERO,
         projector_topic: Some(projector_topic.clone()),
         ..Options::default()
@@ -319,7 +326,12 @@ async fn read_models_converge_even_when_the_broker_restarts_empty() {
 
 #[tokio::test]
 async fn a_projector_crashing_mid_batch_converges_when_restarted() {
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::start_with(Options {
+        // Bookings stay as recorded: this test is about the read side.
+        sagas: false,
+        ..Options::default()
+    })
+    .await;
     let location = stack.location("Olympia", 100).await;
     let event = stack.event(&event_body(&location)).await.id();
     stack.caught_up().await;

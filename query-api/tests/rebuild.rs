@@ -81,7 +81,12 @@ async fn a_seeded_booking(stack: &Stack) -> String {
 
 #[tokio::test]
 async fn a_rebuild_under_queries_never_serves_a_partial_model_and_equals_the_live_one() {
-    let stack = Stack::start().await;
+    let stack = Stack::start_with(Options {
+        // Bookings stay as recorded: this test is about the read side.
+        sagas: false,
+        ..Options::default()
+    })
+    .await;
     let event = busy_event(&stack, 20, 30_000).await;
     let live = stack.checksum("booking_view").await;
     let (stop, reads, reader) = keep_reading(&stack, 20, a_seeded_booking(&stack).await);
@@ -154,7 +159,12 @@ async fn a_rebuild_under_queries_never_serves_a_partial_model_and_equals_the_liv
 
 #[tokio::test]
 async fn a_rebuild_asked_for_over_http_is_run_by_the_projector() {
-    let stack = Stack::start().await;
+    let stack = Stack::start_with(Options {
+        // Bookings stay as recorded: this test is about the read side.
+        sagas: false,
+        ..Options::default()
+    })
+    .await;
     busy_event(&stack, 5, 20_000).await;
     let live = stack.checksum("booking_view").await;
     let (stop, reads, reader) = keep_reading(&stack, 5, a_seeded_booking(&stack).await);
@@ -203,7 +213,12 @@ async fn a_rebuild_asked_for_over_http_is_run_by_the_projector() {
 
 #[tokio::test]
 async fn every_projection_rebuilds_to_what_it_was() {
-    let stack = Stack::start().await;
+    let stack = Stack::start_with(Options {
+        // Bookings stay as recorded: this test is about the read side.
+        sagas: false,
+        ..Options::default()
+    })
+    .await;
     let location = stack.location("Olympia", 500).await;
     stack
         .command(

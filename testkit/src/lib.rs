@@ -155,6 +155,27 @@ where
     }
 }
 
+/// Polls `check` until it returns `Some`; `None` after `within` (for tests that say
+/// themselves what was missing).
+pub async fn eventually_or<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
 /// Every message on `topic` now, read from the start of every partition, with the
 /// partition it is in. Blocking; call it from `spawn_blocking` or through
 /// [`read_topic`].

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use command_api::config::RelayConfig;
+use command_api::config::{RelayConfig, SagaConfig};
 use command_api::{AppState, Application, Config};
 use platform::kafka::TopicSpec;
 use reqwest::StatusCode;
@@ -40,7 +40,19 @@ pub fn config(database_url: &str, brokers: &str, topic: &TopicSpec, relay: bool)
             batch_size: 100,
             poll_interval: Duration::from_millis(200),
         },
+        saga: saga_config(false),
         idempotency_ttl: Duration::from_secs(3600),
+    }
+}
+
+/// Saga settings for tests: off unless a test is about sagas.
+pub fn saga_config(enabled: bool) -> SagaConfig {
+    SagaConfig {
+        enabled,
+        hold_ttl: Duration::from_secs(600),
+        payment_latency: Duration::ZERO,
+        payment_timeout: Duration::from_secs(5),
+        concurrency: 64,
     }
 }
 
@@ -171,6 +183,19 @@ pub async fn command_api_process(config: &Config) -> ServiceProcess {
         (
             "BOXOFFICE_RELAY_POLL_MS",
             config.relay.poll_interval.as_millis().to_string(),
+        ),
+        ("BOXOFFICE_SAGAS_ENABLED", config.saga.enabled.to_string()),
+        (
+            "BOXOFFICE_HOLD_TTL_SECS",
+            config.saga.hold_ttl.as_secs_f64().to_string(),
+        ),
+        (
+            "PAYMENT_LATENCY_MS",
+            config.saga.payment_latency.as_millis().to_string(),
+        ),
+        (
+            "PAYMENT_TIMEOUT_MS",
+            config.saga.payment_timeout.as_millis().to_string(),
         ),
     ]
     .map(|(k, v)| (k.to_owned(), v));

@@ -41,6 +41,12 @@ pub struct Options {
     pub sweep: Duration,
     /// The topic the projector consumes, when it should not be the relay's.
     pub projector_topic: Option<String>,
+    /// Whether command-api runs the sagas (bookings then move on by themselves).
+    pub sagas: bool,
+    /// How long a seat hold waits for the payment.
+    pub hold_ttl: Duration,
+    /// The simulated gateway's latency.
+    pub payment_latency: Duration,
 }
 
 impl Default for Options {
@@ -49,6 +55,9 @@ impl Default for Options {
             brokers: None,
             sweep: Duration::from_millis(500),
             projector_topic: None,
+            sagas: true,
+            hold_ttl: Duration::from_secs(600),
+            payment_latency: Duration::ZERO,
         }
     }
 }
@@ -92,6 +101,13 @@ impl Stack {
                 enabled: true,
                 batch_size: 500,
                 poll_interval: Duration::from_millis(200),
+            },
+            saga: command_api::config::SagaConfig {
+                enabled: options.sagas,
+                hold_ttl: options.hold_ttl,
+                payment_latency: options.payment_latency,
+                payment_timeout: Duration::from_secs(5),
+                concurrency: 64,
             },
             idempotency_ttl: Duration::from_secs(3600),
         };
