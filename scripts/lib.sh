@@ -315,9 +315,12 @@ stop_postgres() (
 
 # --- tansu (Kafka-compatible broker) ----------------------------------------------
 
+# BROKER_NAME (default tansu) names its pid and log files, so a second broker (the
+# test suite's, on another KAFKA_PORT) can run beside the stack's.
 start_broker() (
     set -euo pipefail
-    local pidfile="$STATE_DIR/tansu.pid" log="$STATE_DIR/tansu.log" tansu pid deadline
+    local name="${BROKER_NAME:-tansu}"
+    local pidfile="$STATE_DIR/$name.pid" log="$STATE_DIR/$name.log" tansu pid deadline
     tansu="$(tansu_bin)" || die "tansu is not installed (run ensure_tansu_installed)"
     mkdir -p "$STATE_DIR"
 
@@ -375,7 +378,7 @@ start_broker() (
 
 stop_broker() (
     set -euo pipefail
-    stop_pidfile tansu "$STATE_DIR/tansu.pid" tansu 15
+    stop_pidfile tansu "$STATE_DIR/${BROKER_NAME:-tansu}.pid" tansu 15
 )
 
 # Create a topic; an existing topic is fine. The broker keeps topics in memory,

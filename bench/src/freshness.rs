@@ -61,7 +61,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     println!("boxoffice bench: freshness");
     println!("  target: POST a booking at {}/s for {}s after {}s of warm-up; from its 202 until GET /v1/bookings/{{id}} shows it (polled every {} ms)", args.rate, args.seconds, args.warmup, args.poll_ms);
-    println!("  baseline: produce a message to a fresh topic on the same broker at the same rate; from send until a consumer has it\n");
+    println!("  baseline: produce a message to a fresh topic on the same broker at the same rate; from send until a consumer has it (fetch.wait.max.ms 10, as the projector)\n");
 
     let poll = Duration::from_millis(args.poll_ms);
     let warmup = Duration::from_secs(args.warmup);
@@ -177,7 +177,7 @@ async fn measure_round_trip(
         .set("group.id", format!("bench-{}", Uuid::new_v4().simple()))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "50")
+        .set("fetch.wait.max.ms", "10")
         .create_with_context(KafkaLogs)?;
     consumer.subscribe(&[&topic])?;
     let producer: FutureProducer<KafkaLogs> = client_config(brokers)

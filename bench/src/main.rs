@@ -12,9 +12,12 @@
 //!   shows it; baseline: produce → consume through the same broker at the same rate.
 //! - `rebuild`: a projection rebuilt from N events in a scratch database; baseline: the
 //!   same rows streamed out of the store.
+//! - `hot-event`: C clients race for one event of S seats, each waiting for its
+//!   booking's final status; baseline: the same clients on an event each.
 
 mod bookings;
 mod freshness;
+mod hot_event;
 mod rebuild;
 mod report;
 
@@ -38,6 +41,8 @@ enum Scenario {
     Freshness(freshness::Args),
     /// Projection rebuild speed, next to streaming the same rows.
     Rebuild(rebuild::Args),
+    /// Many buyers for one event, to a final status, next to one event each.
+    HotEvent(hot_event::Args),
 }
 
 #[tokio::main]
@@ -46,5 +51,6 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Bookings(args) => bookings::run(args).await,
         Scenario::Freshness(args) => freshness::run(args).await,
         Scenario::Rebuild(args) => rebuild::run(args).await,
+        Scenario::HotEvent(args) => hot_event::run(args).await,
     }
 }

@@ -79,6 +79,10 @@ pub struct Metrics {
     pub publish_seconds: Histogram,
     /// Deliveries the broker refused or that failed (each row is retried).
     pub publish_failures: Counter,
+    /// Rows per relay batch.
+    pub relay_batch: Histogram,
+    /// Time from producing a batch to the broker's last acknowledgement.
+    pub relay_ack_seconds: Histogram,
     /// 1 while this process leads the relay.
     pub relay_leader: Gauge,
     /// Saga steps carried out, by step and outcome.
@@ -108,6 +112,10 @@ impl Metrics {
             outbox_published: Counter::default(),
             publish_seconds: latency_histogram(),
             publish_failures: Counter::default(),
+            relay_batch: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 10),
+            ),
+            relay_ack_seconds: latency_histogram(),
             relay_leader: Gauge::default(),
             saga_steps: Family::default(),
             sagas_in_flight: Gauge::default(),
@@ -159,6 +167,16 @@ impl Metrics {
             "boxoffice_outbox_publish_failures",
             "Failed deliveries (retried)",
             metrics.publish_failures.clone(),
+        );
+        registry.register(
+            "boxoffice_outbox_batch_rows",
+            "Rows per relay batch",
+            metrics.relay_batch.clone(),
+        );
+        registry.register(
+            "boxoffice_outbox_ack_seconds",
+            "Seconds from producing a batch to its last acknowledgement",
+            metrics.relay_ack_seconds.clone(),
         );
         registry.register(
             "boxoffice_outbox_relay_leader",

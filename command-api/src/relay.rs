@@ -250,7 +250,12 @@ impl Relay {
                 continue;
             }
 
+            let sent = Instant::now();
             let delivery = self.publish(&producer, &batch, shutdown).await;
+            self.metrics.relay_batch.observe(batch.len() as f64);
+            self.metrics
+                .relay_ack_seconds
+                .observe(sent.elapsed().as_secs_f64());
             self.forget(&delivery.acked).await?;
             let acked_at = Utc::now();
             for row in batch

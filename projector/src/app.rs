@@ -31,6 +31,9 @@ pub struct Context {
     pub metrics: Metrics,
     /// The configuration.
     pub config: Config,
+    /// Told by the sweep when it found events the read models lacked: if Kafka has
+    /// delivered nothing for a while, the consumer is stuck and starts afresh.
+    pub kafka_behind: tokio::sync::Notify,
 }
 
 /// A built projector.
@@ -134,6 +137,7 @@ pub async fn connect(config: Config) -> anyhow::Result<Context> {
         store,
         metrics: Metrics::new(&mut Registry::default()),
         config,
+        kafka_behind: tokio::sync::Notify::new(),
     })
 }
 

@@ -27,6 +27,10 @@ pub struct Config {
     /// `PROJECTOR_SWEEP_MS` (default 5000): how often the event store is swept for
     /// events Kafka did not bring (0 turns the sweep off).
     pub sweep_interval: Duration,
+    /// `PROJECTOR_FETCH_WAIT_MS` (default 10): the longest a fetch waits for messages.
+    /// Kafka answers as soon as there are some; tansu only at this limit, so it bounds
+    /// freshness there. Lower means fresher, and more fetches while idle.
+    pub fetch_wait: Duration,
 }
 
 impl Config {
@@ -46,6 +50,7 @@ impl Config {
             addr: parse_or("PROJECTOR_ADDR", SocketAddr::from(([127, 0, 0, 1], 8082)))?,
             batch_size: parse_or("PROJECTOR_BATCH", 500)?,
             sweep_interval: Duration::from_millis(parse_or("PROJECTOR_SWEEP_MS", 5000)?),
+            fetch_wait: Duration::from_millis(parse_or("PROJECTOR_FETCH_WAIT_MS", 10)?),
         })
     }
 }

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use platform::kafka::{client_config, KafkaLogs, WireEvent};
+use platform::kafka::{client_config, ensure_topic, KafkaLogs, WireEvent};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -19,45 +20,82 @@ use crate::app::Context;
 use crate::engine::{apply_batch, Target};
 use crate::metrics::Source;
 
-/// Consumes until `shutdown`.
+/// Consumes until `shutdown`, with a fresh consumer after the broker went away or the
+/// consumer went quiet while the store moved on.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let consumer = match create(&ctx) {
-        Ok(consumer) => consumer,
-        Err(err) => {
-            tracing::error!(
-                cause = format!("{err:#}"),
-                "cannot create the Kafka consumer"
-            );
-            return;
+    loop {
+        let Some(consumer) = connect(&ctx, &shutdown).await else {
+            break;
+        };
+        let ended = consume(&ctx, &consumer, &shutdown).await;
+        // Closing a consumer may wait on the broker: not on this thread.
+        tokio::task::spawn_blocking(move || drop(consumer));
+        match ended {
+            Ended::Shutdown => break,
+            Ended::Stalled => {}
+            Ended::BrokerAway => wait_for_broker(&ctx, &shutdown).await,
         }
-    };
-    tracing::info!(topic = %ctx.config.topic.name, group = %ctx.config.group, "consuming");
+    }
+    tracing::info!("consumer stopped");
+}
+
+/// Why [`consume`] returned.
+enum Ended {
+    Shutdown,
+    /// The broker is away. A consumer kept across the outage keeps metadata (topic
+    /// ids) that a broker which lost its data no longer knows, and librdkafka 2.12 has
+    /// been seen to crash on it with tansu: the next consumer starts afresh.
+    BrokerAway,
+    /// Nothing from Kafka for a while, yet the sweep found events it should have
+    /// brought (seen after the broker lost its data).
+    Stalled,
+}
+
+async fn consume(
+    ctx: &Context,
+    consumer: &StreamConsumer<KafkaLogs>,
+    shutdown: &CancellationToken,
+) -> Ended {
+    let stall = (ctx.config.sweep_interval * 2).max(Duration::from_secs(1));
+    let mut last_message = Instant::now();
     let mut pause = Duration::from_millis(100);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let first = tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = shutdown.cancelled() => return Ended::Shutdown,
             message = consumer.recv() => message,
             _ = tick.tick() => {
                 let assigned = consumer.assignment().map_or(0, |a| a.count());
                 ctx.metrics.assigned_partitions.set(i64::try_from(assigned).unwrap_or(0));
                 continue;
             }
+            () = ctx.kafka_behind.notified() => {
+                if last_message.elapsed() >= stall {
+                    tracing::warn!(silent_for = ?last_message.elapsed(), "Kafka brings nothing while the store has new events; reconnecting");
+                    return Ended::Stalled;
+                }
+                continue;
+            }
         };
         let mut batch = Batch::default();
         match first {
             Ok(message) => batch.add(&message),
+            Err(err) if err.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) => {
+                tracing::warn!(cause = %err, "the broker is away; reconnecting when it is back");
+                return Ended::BrokerAway;
+            }
             Err(err) => {
-                // The topic may not exist yet, or the broker may be away: wait and retry.
+                // The topic may not exist yet: wait and retry.
                 tracing::warn!(cause = %err, "cannot consume");
                 tokio::select! {
-                    () = shutdown.cancelled() => break,
+                    () = shutdown.cancelled() => return Ended::Shutdown,
                     () = tokio::time::sleep(pause) => {}
                 }
                 pause = (pause * 2).min(Duration::from_secs(5));
                 continue;
             }
         }
+        last_message = Instant::now();
         pause = Duration::from_millis(100);
         // Whatever else has already arrived joins the batch.
         while batch.len() < ctx.config.batch_size {
@@ -67,8 +105,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             }
         }
         ctx.metrics.consumed.inc_by(batch.len() as u64);
-        if !apply_until_done(&ctx, &batch.events, &shutdown).await {
-            break; // shutting down: the batch is not committed and will be redelivered
+        if !apply_until_done(ctx, &batch.events, shutdown).await {
+            // Shutting down: the batch is not committed and will be redelivered.
+            return Ended::Shutdown;
         }
         if let Err(err) = consumer.commit(&batch.offsets(&ctx.config.topic.name), CommitMode::Async)
         {
@@ -76,7 +115,46 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             tracing::warn!(cause = %err, "cannot commit offsets");
         }
     }
-    tracing::info!("consumer stopped");
+}
+
+/// Waits until the broker answers (creating the topic if it lost it), or shutdown.
+async fn wait_for_broker(ctx: &Context, shutdown: &CancellationToken) {
+    let mut pause = Duration::from_millis(250);
+    loop {
+        if ensure_topic(&ctx.config.kafka_brokers, &ctx.config.topic)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// A consumer subscribed to the topic, retrying until it can be made or shutdown.
+async fn connect(ctx: &Context, shutdown: &CancellationToken) -> Option<StreamConsumer<KafkaLogs>> {
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match create(ctx) {
+            Ok(consumer) => {
+                tracing::info!(topic = %ctx.config.topic.name, group = %ctx.config.group, "consuming");
+                return Some(consumer);
+            }
+            Err(err) => tracing::error!(
+                cause = format!("{err:#}"),
+                "cannot create the Kafka consumer"
+            ),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
 }
 
 fn create(ctx: &Context) -> anyhow::Result<StreamConsumer<KafkaLogs>> {
@@ -86,8 +164,11 @@ fn create(ctx: &Context) -> anyhow::Result<StreamConsumer<KafkaLogs>> {
         // A new group, or one whose offsets the broker lost, reads from the start:
         // everything on the topic is applied, duplicates are skipped.
         .set("auto.offset.reset", "earliest")
-        // Answer as soon as something arrives, at most 50 ms later.
-        .set("fetch.wait.max.ms", "50")
+        // How long a fetch may wait for messages (see `PROJECTOR_FETCH_WAIT_MS`).
+        .set(
+            "fetch.wait.max.ms",
+            ctx.config.fetch_wait.as_millis().to_string(),
+        )
         // Notice a topic recreated (a broker that lost its data) within seconds.
         .set("topic.metadata.refresh.interval.ms", "5000")
         .set("session.timeout.ms", "10000")

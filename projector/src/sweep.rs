@@ -81,6 +81,9 @@ pub async fn sweep_once(ctx: &Context) -> anyhow::Result<u64> {
             .await?;
         tx.commit().await?;
         ctx.metrics.record(&applied);
+        if applied.iter().any(|(_, a)| a.events > 0) {
+            ctx.kafka_behind.notify_one();
+        }
         ctx.metrics
             .apply_seconds
             .get_or_create(&Source { source: "sweep" })

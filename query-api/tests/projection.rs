@@ -372,3 +372,52 @@ async fn a_projector_crashing_mid_batch_converges_when_restarted() {
     );
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_running_projector_consumes_again_after_the_broker_lost_its_data() {
+    let mut broker = PrivateBroker::start().await;
+    let stack = Stack::start_with(Options {
+        brokers: Some(broker.brokers()),
+        sagas: false,
+        ..Options::default()
+    })
+    .await;
+    let event = activity(&stack).await;
+    stack.caught_up().await;
+
+    // The broker restarts empty under a running projector.
+    broker.restart().await;
+    let consumed_before = consumed(&stack);
+    let later = stack.book(&event, "grace", 1).await;
+
+    // The booking shows (the sweep sees to that at worst)...
+    let shown = stack
+        .query_with(
+            &format!("/v1/bookings/{}", later.id()),
+            &customer("grace"),
+            &[("x-consistency-token", &later.token())],
+        )
+        .await;
+    assert_eq!(shown.status, StatusCode::OK);
+    // ...and Kafka carries the projection again: the consumer reconnected.
+    eventually(
+        Duration::from_secs(60),
+        "the consumer to consume again",
+        || async {
+            (consumed(&stack) > consumed_before
+                && stack.projector().metrics.assigned_partitions.get() > 0)
+                .then_some(())
+        },
+    )
+    .await;
+    let again = stack.book(&event, "heidi", 1).await;
+    let shown = stack
+        .query_with(
+            &format!("/v1/bookings/{}", again.id()),
+            &customer("heidi"),
+            &[("x-consistency-token", &again.token())],
+        )
+        .await;
+    assert_eq!(shown.status, StatusCode::OK);
+    stack.stop().await;
+}

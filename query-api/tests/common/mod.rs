@@ -78,6 +78,7 @@ pub fn projector_config(
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         batch_size: 500,
         sweep_interval: sweep,
+        fetch_wait: Duration::from_millis(10),
     }
 }
 
