@@ -14,12 +14,16 @@
 //!   same rows streamed out of the store.
 //! - `hot-event`: C clients race for one event of S seats, each waiting for its
 //!   booking's final status; baseline: the same clients on an event each.
+//! - `audit`: export and verify of N events in a scratch database; baseline: the same
+//!   rows streamed out of the store. Then appends with the hash chain against without.
 
+mod audit;
 mod bookings;
 mod freshness;
 mod hot_event;
 mod rebuild;
 mod report;
+mod scratch;
 
 use clap::{Parser, Subcommand};
 
@@ -43,6 +47,9 @@ enum Scenario {
     Rebuild(rebuild::Args),
     /// Many buyers for one event, to a final status, next to one event each.
     HotEvent(hot_event::Args),
+    /// Export and verify speed next to streaming the rows; appends with the hash
+    /// chain against without it.
+    Audit(audit::Args),
 }
 
 #[tokio::main]
@@ -52,5 +59,6 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Freshness(args) => freshness::run(args).await,
         Scenario::Rebuild(args) => rebuild::run(args).await,
         Scenario::HotEvent(args) => hot_event::run(args).await,
+        Scenario::Audit(args) => audit::run(args).await,
     }
 }

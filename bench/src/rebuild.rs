@@ -7,11 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use futures::TryStreamExt;
 use projector::store::EventStore;
-use sqlx::{Connection, PgConnection, PgPool, Row};
-use uuid::Uuid;
+use sqlx::{PgPool, Row};
+
+use crate::scratch::Scratch;
 
 /// Options of the scenario.
 #[derive(clap::Args)]
@@ -26,21 +26,9 @@ pub struct Args {
 
 /// Runs the scenario and prints the results.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let (server, _) = args
-        .database_url
-        .split('?')
-        .next()
-        .and_then(|url| url.rsplit_once('/'))
-        .context("DATABASE_URL has no database name")?;
-    let name = format!("bench_rebuild_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&args.database_url).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
-    let outcome = measure(&args, &format!("{server}/{name}")).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    let scratch = Scratch::create(&args.database_url, "bench_rebuild").await?;
+    let outcome = measure(&args, &scratch.url).await;
+    scratch.drop().await?;
     outcome
 }
 
@@ -109,7 +97,7 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<()> {
 }
 
 /// `bookings` booking streams of two events each.
-async fn seed(pool: &PgPool, bookings: i64) -> anyhow::Result<()> {
+pub(crate) async fn seed(pool: &PgPool, bookings: i64) -> anyhow::Result<()> {
     sqlx::query(
         "WITH ids AS (SELECT gen_random_uuid()::text AS id, n FROM generate_series(1, $1) n)
          INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
@@ -134,12 +122,12 @@ async fn seed(pool: &PgPool, bookings: i64) -> anyhow::Result<()> {
 
 /// Streams every booking event in the rebuild's order, decoding each row as the
 /// rebuild does. Returns how many and how long it took.
-async fn stream(pool: &PgPool) -> anyhow::Result<(u64, Duration)> {
+pub(crate) async fn stream(pool: &PgPool) -> anyhow::Result<(u64, Duration)> {
     let started = Instant::now();
     let mut rows = sqlx::query(
         "SELECT (transaction_id::text)::bigint AS transaction_id, position, aggregate_type, aggregate_id,
                 sequence, event_type, event_version, payload, metadata
-           FROM events WHERE aggregate_type = 'booking' ORDER BY transaction_id, position",
+           FROM events WHERE aggregate_type = 'booking' ORDER BY events.transaction_id, events.position",
     )
     .fetch(pool);
     let mut count = 0u64;

@@ -425,13 +425,7 @@ impl Relay {
 
     /// Deletes published rows.
     async fn forget(&self, positions: &[i64]) -> anyhow::Result<()> {
-        if positions.is_empty() {
-            return Ok(());
-        }
-        sqlx::query("DELETE FROM outbox WHERE position = ANY($1)")
-            .bind(positions)
-            .execute(&self.pool)
-            .await?;
+        retire(&self.pool, positions).await?;
         Ok(())
     }
 
@@ -483,11 +477,7 @@ impl Relay {
         if positions.is_empty() {
             return Ok(());
         }
-        let skipped = sqlx::query("DELETE FROM outbox WHERE position = ANY($1)")
-            .bind(&positions)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let skipped = retire(&self.pool, &positions).await?;
         if skipped > 0 {
             tracing::info!(
                 skipped,
@@ -548,4 +538,28 @@ fn read_tail_positions(brokers: &str, topic: &str, depth: i64) -> anyhow::Result
         }
     }
     Ok(positions)
+}
+
+/// Deletes the outbox rows of published events, and in the same statement writes the
+/// append receipt that names them from now on (stream, sequence, position, hash: see
+/// the tamper-evidence migration). Returns how many rows it deleted.
+async fn retire(pool: &sqlx::PgPool, positions: &[i64]) -> sqlx::Result<u64> {
+    if positions.is_empty() {
+        return Ok(0);
+    }
+    sqlx::query_scalar(
+        "WITH gone AS (DELETE FROM outbox WHERE position = ANY($1)
+                       RETURNING position, aggregate_type, aggregate_id, sequence, hash),
+              receipt AS (INSERT INTO append_receipts (positions, aggregate_types, aggregate_ids, sequences, hashes)
+                          SELECT array_agg(position ORDER BY position), array_agg(aggregate_type ORDER BY position),
+                                 array_agg(aggregate_id ORDER BY position), array_agg(sequence ORDER BY position),
+                                 array_agg(hash ORDER BY position)
+                            FROM gone
+                          HAVING count(*) > 0)
+         SELECT count(*) FROM gone",
+    )
+    .bind(positions)
+    .fetch_one(pool)
+    .await
+    .map(|n: i64| n.unsigned_abs())
 }

@@ -43,7 +43,7 @@ use uuid::Uuid;
 
 use crate::config::SagaConfig;
 use crate::metrics::{Metrics, ReasonLabel, StatusLabel, StepLabels};
-use crate::payment::{Authorization, PaymentGateway};
+use crate::payment::{Authorization, PaymentGateway, Unavailable};
 use crate::store::{AggregateStore, ExecuteError};
 
 /// How long a claimed saga is this runner's before another may take it. A saga waiting
@@ -368,6 +368,17 @@ impl SagaRunner {
         Ok(false)
     }
 
+    /// A gateway call that gives up after `PAYMENT_TIMEOUT_MS`, as unavailable (the
+    /// step is retried; void and refund are idempotent at the gateway).
+    async fn bounded(
+        &self,
+        call: impl std::future::Future<Output = Result<(), Unavailable>>,
+    ) -> Result<(), Unavailable> {
+        tokio::time::timeout(self.config.payment_timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(Unavailable("the gateway did not answer in time".into())))
+    }
+
     fn metadata(&self, saga: &BookingSaga, step: Step) -> HashMap<String, String> {
         HashMap::from([
             ("user_id".to_owned(), "system:saga".to_owned()),
@@ -491,7 +502,7 @@ impl SagaRunner {
                     Err(ExecuteError::Domain(BookingError::NotPending(_))) => {}
                     other => booking_result(other)?,
                 }
-                if let Err(unavailable) = self.gateway.void(&saga.booking_id).await {
+                if let Err(unavailable) = self.bounded(self.gateway.void(&saga.booking_id)).await {
                     tracing::info!(booking_id = %saga.booking_id, cause = %unavailable, "cannot void the payment yet");
                     return Ok(Observation::GatewayUnavailable);
                 }
@@ -504,7 +515,8 @@ impl SagaRunner {
                         .execute(&saga.event_id, release, &metadata)
                         .await,
                 )?;
-                if let Err(unavailable) = self.gateway.refund(&saga.booking_id).await {
+                if let Err(unavailable) = self.bounded(self.gateway.refund(&saga.booking_id)).await
+                {
                     tracing::info!(booking_id = %saga.booking_id, cause = %unavailable, "cannot refund yet");
                     return Ok(Observation::GatewayUnavailable);
                 }

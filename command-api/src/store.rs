@@ -43,6 +43,14 @@ use tokio::sync::{oneshot, watch, Mutex, OwnedMutexGuard};
 
 use crate::metrics::{EventLabels, Metrics};
 
+/// The statement that appends events of one aggregate: `$1` type, `$2` id, then arrays
+/// of sequences, event types, versions, payloads and metadata. One statement, so one
+/// round trip and one append receipt (see the tamper-evidence migration) per batch.
+pub const APPEND_SQL: &str =
+    "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+     SELECT $1, $2, s, t, v, p, m
+       FROM unnest($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) AS u(s, t, v, p, m)";
+
 /// The SQLSTATE the append trigger raises when an `Idempotency-Key` is held by another
 /// command (see the event-store migration).
 const KEY_TAKEN_SQLSTATE: &str = "BX409";
@@ -410,20 +418,16 @@ where
         let versions: Vec<&str> = events.iter().map(|e| e.event_version.as_str()).collect();
         let payloads: Vec<&Value> = events.iter().map(|e| &e.payload).collect();
         let metadata: Vec<&Value> = events.iter().map(|e| &e.metadata).collect();
-        let outcome = sqlx::query(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-             SELECT $1, $2, s, t, v, p, m
-               FROM unnest($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) AS u(s, t, v, p, m)",
-        )
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .bind(&sequences)
-        .bind(&types)
-        .bind(&versions)
-        .bind(&payloads)
-        .bind(&metadata)
-        .execute(&self.pool)
-        .await;
+        let outcome = sqlx::query(APPEND_SQL)
+            .bind(A::TYPE)
+            .bind(aggregate_id)
+            .bind(&sequences)
+            .bind(&types)
+            .bind(&versions)
+            .bind(&payloads)
+            .bind(&metadata)
+            .execute(&self.pool)
+            .await;
         match outcome {
             Ok(_) => Ok(()),
             Err(err) if has_sqlstate(&err, UNIQUE_VIOLATION) => Err(ExecuteError::Conflict),

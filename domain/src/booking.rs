@@ -19,6 +19,9 @@ use crate::error::{DomainError, ErrorKind};
 use crate::values::{CardToken, Currency, Seats};
 use crate::FACT_VERSION;
 
+/// The version of `BookingRequested` facts written today: 2.0 added `unit_price_cents`.
+pub const BOOKING_REQUESTED_VERSION: &str = "2.0";
+
 /// Where a booking stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -150,6 +153,10 @@ pub enum BookingFact {
         user_id: String,
         /// How many seats.
         seats: u32,
+        /// The price of one seat when the booking was made, in minor units. Since
+        /// version 2.0 (see [`crate::upcast`]: version 1.0 facts get it from
+        /// `amount_cents / seats`).
+        unit_price_cents: i64,
         /// Seats times price, in minor units.
         amount_cents: i64,
         /// Currency of the amount.
@@ -189,7 +196,11 @@ impl DomainEvent for BookingFact {
     }
 
     fn event_version(&self) -> String {
-        FACT_VERSION.to_owned()
+        match self {
+            Self::BookingRequested { .. } => BOOKING_REQUESTED_VERSION,
+            _ => FACT_VERSION,
+        }
+        .to_owned()
     }
 }
 
@@ -267,6 +278,8 @@ pub struct BookingState {
     pub user_id: String,
     /// How many seats.
     pub seats: u32,
+    /// The price of one seat when it was booked, in minor units.
+    pub unit_price_cents: i64,
     /// What it costs, in minor units.
     pub amount_cents: i64,
     /// Currency of the amount.
@@ -318,6 +331,7 @@ impl Aggregate for Booking {
             event_id,
             user_id,
             seats,
+            unit_price_cents,
             amount_cents,
             currency,
             card_token,
@@ -327,6 +341,7 @@ impl Aggregate for Booking {
                 event_id,
                 user_id,
                 seats,
+                unit_price_cents,
                 amount_cents,
                 currency,
                 card_token,
@@ -419,6 +434,7 @@ impl Booking {
             event_id: event.event_id,
             user_id: request.user_id,
             seats,
+            unit_price_cents: event.price_cents,
             amount_cents: event.price_cents * i64::from(seats),
             currency: event.currency,
             card_token: request.card_token,
@@ -467,6 +483,7 @@ mod tests {
             event_id: event_id(),
             user_id: "alice".into(),
             seats: 3,
+            unit_price_cents: 2500,
             amount_cents: 7500,
             currency: Currency::parse("EUR").unwrap(),
             card_token: CardToken::parse("tok_visa").unwrap(),

@@ -1,9 +1,22 @@
 //! Event versioning: reading facts stored in an older shape.
 //!
-//! A fact's shape changes by bumping its `event_version` and registering an upcaster
-//! here (cqrs-es's `EventUpcaster`): every reader of the store (the command side when it
-//! loads an aggregate, the projector, the audit replay) passes stored payloads through
-//! [`UPCASTERS`] before deserializing them, so old history reads as today's types.
+//! Stored facts are never rewritten. A fact's shape changes like this:
+//!
+//! 1. change the fact in the domain and bump its `event_version` (each fact type has
+//!    its own: `booking::BOOKING_REQUESTED_VERSION`, [`crate::FACT_VERSION`] for those
+//!    never changed);
+//! 2. write an upcaster (cqrs-es's [`EventUpcaster`]) that turns the old payload into
+//!    the new one, and register it in [`UPCASTERS`];
+//! 3. add a test that reads a fact stored in the old version (as the store holds it).
+//!
+//! Every reader of the store (the command side when it loads an aggregate, the
+//! projector, the audit replay) passes stored payloads through [`UPCASTERS`] before
+//! deserializing them, so old history reads as today's types. Adding a field that
+//! cannot be derived from the old payload needs a default instead, or a new fact type.
+//!
+//! The example: `BookingRequested` 1.0 → 2.0 added `unit_price_cents`, the price of
+//! one seat when the booking was made. A 1.0 fact has `amount_cents = price × seats`,
+//! so the upcaster derives it exactly.
 
 use std::sync::LazyLock;
 
@@ -11,7 +24,35 @@ use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use serde_json::Value;
 
 /// Every upcaster, in the order they apply (an older version's first).
-pub static UPCASTERS: LazyLock<Vec<Box<dyn EventUpcaster>>> = LazyLock::new(Vec::new);
+pub static UPCASTERS: LazyLock<Vec<Box<dyn EventUpcaster>>> =
+    LazyLock::new(|| vec![Box::new(BookingRequestedV1)]);
+
+/// `BookingRequested` 1.0 → 2.0: adds `unit_price_cents = amount_cents / seats`.
+struct BookingRequestedV1;
+
+impl EventUpcaster for BookingRequestedV1 {
+    fn can_upcast(&self, event_type: &str, event_version: &str) -> bool {
+        event_type == "BookingRequested" && event_version == "1.0"
+    }
+
+    fn upcast(&self, mut event: SerializedEvent) -> SerializedEvent {
+        if let Some(fields) = event
+            .payload
+            .get_mut("BookingRequested")
+            .and_then(Value::as_object_mut)
+        {
+            let amount = fields.get("amount_cents").and_then(Value::as_i64);
+            let seats = fields.get("seats").and_then(Value::as_i64);
+            // A payload without them fails to deserialize later, with a clear error;
+            // leave it as it is.
+            if let (Some(amount), Some(seats)) = (amount, seats.filter(|s| *s > 0)) {
+                fields.insert("unit_price_cents".into(), Value::from(amount / seats));
+            }
+        }
+        event.event_version = crate::booking::BOOKING_REQUESTED_VERSION.to_owned();
+        event
+    }
+}
 
 /// `event` as the current code expects it.
 pub fn upcast_serialized(event: SerializedEvent) -> SerializedEvent {
@@ -43,4 +84,62 @@ pub fn upcast(event_type: String, event_version: String, payload: Value) -> Valu
         Value::Null,
     );
     upcast_serialized(event).payload
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::booking::{Booking, BookingFact};
+    use cqrs_es::{Aggregate, DomainEvent};
+    use serde_json::json;
+
+    /// A `BookingRequested` exactly as version 1.0 stored it.
+    fn stored_v1() -> Value {
+        json!({"BookingRequested": {
+            "event_id": "0192e4d2-0000-7000-8000-000000000001",
+            "user_id": "alice",
+            "seats": 3,
+            "amount_cents": 7500,
+            "currency": "EUR",
+            "card_token": "tok_visa"
+        }})
+    }
+
+    #[test]
+    fn a_version_1_booking_request_reads_as_version_2() {
+        assert!(needs_upcast("BookingRequested", "1.0"));
+        let payload = upcast("BookingRequested".into(), "1.0".into(), stored_v1());
+        let fact: BookingFact = serde_json::from_value(payload).unwrap();
+        let BookingFact::BookingRequested {
+            unit_price_cents,
+            amount_cents,
+            seats,
+            ..
+        } = &fact
+        else {
+            panic!("not a booking request: {fact:?}");
+        };
+        assert_eq!((*unit_price_cents, *amount_cents, *seats), (2500, 7500, 3));
+        // Replayed, it gives the booking a unit price.
+        let mut booking = Booking::default();
+        booking.apply(fact);
+        assert_eq!(booking.state().unwrap().unit_price_cents, 2500);
+    }
+
+    #[test]
+    fn a_version_1_payload_does_not_deserialize_without_the_upcaster() {
+        assert!(serde_json::from_value::<BookingFact>(stored_v1()).is_err());
+    }
+
+    #[test]
+    fn current_facts_pass_through_unchanged() {
+        let fact = BookingFact::BookingConfirmed;
+        assert!(!needs_upcast(&fact.event_type(), &fact.event_version()));
+        let payload = serde_json::to_value(&fact).unwrap();
+        assert_eq!(
+            upcast(fact.event_type(), fact.event_version(), payload.clone()),
+            payload
+        );
+        assert!(!needs_upcast("BookingRequested", "2.0"));
+    }
 }

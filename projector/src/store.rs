@@ -123,7 +123,7 @@ impl EventStore {
               WHERE (transaction_id, position) > ((($1::bigint)::text)::xid8, $2)
                 AND aggregate_type = ANY($3)
                 {horizon}
-              ORDER BY transaction_id, position
+              ORDER BY events.transaction_id, events.position
               LIMIT $4"
         ))
         .bind(cursor.transaction_id)

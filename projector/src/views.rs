@@ -569,6 +569,7 @@ mod tests {
             event_id: Uuid::from_u128(1),
             user_id: "alice".into(),
             seats: 2,
+            unit_price_cents: 2500,
             amount_cents: 5000,
             currency: Currency::parse("EUR").unwrap(),
             card_token: CardToken::parse("tok").unwrap(),

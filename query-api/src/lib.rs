@@ -6,8 +6,10 @@
 //! - [`consistency`]: read-your-writes through `X-Consistency-Token`.
 //! - [`pagination`]: cursors that stay stable while rows are inserted.
 //! - [`metrics`]: what `/metrics` exports.
+//! - [`audit`]: history, state at a point, verification and export of the event store.
 
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod consistency;
 pub mod metrics;

@@ -13,6 +13,7 @@ use tower_http::trace::TraceLayer;
 use crate::app::AppState;
 
 mod admin;
+mod audit;
 mod bookings;
 mod events;
 mod locations;
@@ -24,6 +25,7 @@ pub fn router(state: AppState, registry: Arc<Registry>, readiness: Vec<Readiness
         .merge(events::router())
         .merge(bookings::router())
         .merge(admin::router())
+        .merge(audit::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track,

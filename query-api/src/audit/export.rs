@@ -1,0 +1,125 @@
+//! The store as NDJSON: one stored event a line, every event exactly once, resumable.
+//!
+//! Order: by appending transaction, then position: the order the projector's sweep and
+//! rebuilds walk (see `projector::store`). It is the order in which events became
+//! final: an export stops before the oldest transaction still running, so no event can
+//! ever appear behind what it sent, and each stream's events come in sequence order.
+//! Plain position order could not promise that: positions are taken at insert time and
+//! transactions commit in any order.
+//!
+//! Resuming: `after` is the position of the last line received; the export goes on from
+//! that event's place in the order. An export cut at any point (a dropped connection)
+//! and resumed this way sends every event exactly once.
+//!
+//! Memory: events are read a page at a time by key (no long-lived cursor or
+//! transaction), and each page is handed to the HTTP body before the next is read, so
+//! an export of any size holds one page.
+
+use futures::Stream;
+use sqlx::{PgPool, Row};
+
+/// Events read per page.
+pub const PAGE: i64 = 1000;
+
+/// Why an export cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// `after` names no stored event.
+    #[error("no stored event has position {0}")]
+    UnknownPosition(i64),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] sqlx::Error),
+}
+
+/// An export under way.
+pub struct Export {
+    pool: PgPool,
+    /// The (transaction, position) of the last event sent.
+    cursor: (i64, i64),
+    /// Transactions from this one on may still be running when the export started.
+    horizon: i64,
+    /// Events still to send, when limited.
+    remaining: Option<u64>,
+}
+
+impl Export {
+    /// An export of the events after position `after` (0: from the start), at most
+    /// `limit` of them.
+    pub async fn start(pool: PgPool, after: i64, limit: Option<u64>) -> Result<Self, ExportError> {
+        let cursor = if after == 0 {
+            (0, 0)
+        } else {
+            let transaction: Option<i64> = sqlx::query_scalar(
+                "SELECT (transaction_id::text)::bigint FROM events WHERE position = $1",
+            )
+            .bind(after)
+            .fetch_optional(&pool)
+            .await?;
+            (
+                transaction.ok_or(ExportError::UnknownPosition(after))?,
+                after,
+            )
+        };
+        let horizon: i64 =
+            sqlx::query_scalar("SELECT (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint")
+                .fetch_one(&pool)
+                .await?;
+        Ok(Self {
+            pool,
+            cursor,
+            horizon,
+            remaining: limit,
+        })
+    }
+
+    /// The next lines, or `None` at the end.
+    pub async fn next_page(&mut self) -> sqlx::Result<Option<Vec<u8>>> {
+        let page = match self.remaining {
+            Some(0) => return Ok(None),
+            Some(n) => PAGE.min(i64::try_from(n).unwrap_or(PAGE)),
+            None => PAGE,
+        };
+        // The line is built by Postgres (json, not jsonb: keys stay in this order), so
+        // payloads are not parsed and printed again here.
+        let rows = sqlx::query(
+            "SELECT (transaction_id::text)::bigint AS transaction_id, position,
+                    json_build_object('position', position, 'aggregate_type', aggregate_type,
+                                      'aggregate_id', aggregate_id, 'sequence', sequence,
+                                      'event_type', event_type, 'event_version', event_version,
+                                      'payload', payload, 'metadata', metadata,
+                                      'hash', encode(hash, 'hex'))::text AS line
+               FROM events
+              WHERE (transaction_id, position) > ((($1::bigint)::text)::xid8, $2)
+                AND transaction_id < (($3::bigint)::text)::xid8
+              ORDER BY events.transaction_id, events.position
+              LIMIT $4",
+        )
+        .bind(self.cursor.0)
+        .bind(self.cursor.1)
+        .bind(self.horizon)
+        .bind(page)
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(last) = rows.last() else {
+            return Ok(None);
+        };
+        self.cursor = (last.try_get("transaction_id")?, last.try_get("position")?);
+        if let Some(remaining) = &mut self.remaining {
+            *remaining = remaining.saturating_sub(rows.len() as u64);
+        }
+        let mut out = Vec::with_capacity(rows.len() * 512);
+        for row in &rows {
+            out.extend_from_slice(row.try_get::<&str, _>("line")?.as_bytes());
+            out.push(b'\n');
+        }
+        Ok(Some(out))
+    }
+
+    /// The lines as a stream of chunks, a page each.
+    pub fn into_stream(self) -> impl Stream<Item = sqlx::Result<Vec<u8>>> + Send {
+        futures::stream::try_unfold(self, |mut export| async move {
+            Ok(export.next_page().await?.map(|page| (page, export)))
+        })
+    }
+}
