@@ -11,7 +11,6 @@
 //!   alternate (with, without, without, with, ...) so drift on a shared machine hits
 //!   both alike.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use query_api::audit::export::Export;
@@ -158,7 +157,6 @@ async fn appends(
 ) -> anyhow::Result<(u64, Duration)> {
     let deadline = Instant::now() + length;
     let started = Instant::now();
-    let pool = Arc::new(pool.clone());
     let tasks: Vec<_> = (0..clients)
         .map(|_| {
             let pool = pool.clone();
@@ -179,7 +177,7 @@ async fn appends(
                         .bind(["1.0"])
                         .bind([payload])
                         .bind([metadata])
-                        .execute(pool.as_ref())
+                        .execute(&pool)
                         .await?;
                 }
                 anyhow::Ok(sequence as u64)

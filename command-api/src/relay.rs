@@ -42,7 +42,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::postgres::PgListener;
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::{Connection, FromRow, PgConnection, PgPool, Row};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -307,16 +307,7 @@ impl Relay {
             .map(|row| {
                 Ok(Pending {
                     enqueued_at: row.try_get("enqueued_at")?,
-                    wire: WireEvent {
-                        position: row.try_get("position")?,
-                        aggregate_type: row.try_get("aggregate_type")?,
-                        aggregate_id: row.try_get("aggregate_id")?,
-                        sequence: row.try_get("sequence")?,
-                        event_type: row.try_get("event_type")?,
-                        event_version: row.try_get("event_version")?,
-                        payload: row.try_get("payload")?,
-                        metadata: row.try_get("metadata")?,
-                    },
+                    wire: WireEvent::from_row(&row)?,
                 })
             })
             .collect()

@@ -17,8 +17,9 @@ use serde_json::Value;
 
 /// One stored event as published on the topic: the message value, in JSON. The
 /// message key is `aggregate_id`, so one aggregate's events share a partition and keep
-/// their order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// their order. Read from a row of `events` (columns of the same names) with
+/// `sqlx::FromRow`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct WireEvent {
     /// Global position in the event store (unique, increasing in append order).
     pub position: i64,

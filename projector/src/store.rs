@@ -11,7 +11,7 @@
 
 use platform::kafka::WireEvent;
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgPool, Row};
 use uuid::Uuid;
 
 /// A place in the `(transaction_id, position)` walk of the store.
@@ -38,16 +38,7 @@ fn wire(row: &PgRow) -> sqlx::Result<(Cursor, WireEvent)> {
             transaction_id: row.try_get("transaction_id")?,
             position: row.try_get("position")?,
         },
-        WireEvent {
-            position: row.try_get("position")?,
-            aggregate_type: row.try_get("aggregate_type")?,
-            aggregate_id: row.try_get("aggregate_id")?,
-            sequence: row.try_get("sequence")?,
-            event_type: row.try_get("event_type")?,
-            event_version: row.try_get("event_version")?,
-            payload: row.try_get("payload")?,
-            metadata: row.try_get("metadata")?,
-        },
+        WireEvent::from_row(row)?,
     ))
 }
 

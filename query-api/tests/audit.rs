@@ -35,6 +35,30 @@ async fn get(api: &Running, path: &str) -> Answer {
     testkit::api::get(&testkit::http(), &api.url(path), &admin(), &[]).await
 }
 
+/// The whole body of an export asked for with `query` (`""`, `"?after=5"`, ...).
+async fn export_text(api: &Running, query: &str) -> String {
+    testkit::http()
+        .get(api.url(&format!("/v1/audit/export{query}")))
+        .bearer_auth(admin())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// `query-api audit ARGS...` against `db`.
+async fn cli(db: &TestDb, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_query-api"))
+        .arg("audit")
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_bookings_history_and_state_through_its_whole_saga() {
     let stack = Stack::start().await;
@@ -283,25 +307,9 @@ async fn an_export_cut_and_resumed_gives_each_event_exactly_once() {
 
     // `limit` stops early, and a resumed export after the last event is empty.
     let last = *seen.last().unwrap();
-    let limited = client
-        .get(api.url("/v1/audit/export?limit=10"))
-        .bearer_auth(admin())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let limited = export_text(&api, "?limit=10").await;
     assert_eq!(positions(&limited).len(), 10);
-    let empty = client
-        .get(api.url(&format!("/v1/audit/export?after={last}")))
-        .bearer_auth(admin())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let empty = export_text(&api, &format!("?after={last}")).await;
     assert_eq!(empty, "");
     api.stop().await;
 }
@@ -430,12 +438,7 @@ async fn verify_names_the_exact_event_after_each_kind_of_tampering() {
     assert_eq!(found, expected);
 
     // The CLI says the same, and fails.
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_query-api"))
-        .args(["audit", "verify"])
-        .env("DATABASE_URL", &db.url)
-        .output()
-        .await
-        .unwrap();
+    let output = cli(&db, &["verify"]).await;
     assert_eq!(output.status.code(), Some(1));
     let printed = String::from_utf8_lossy(&output.stdout);
     for (kind, stream, sequence) in &expected {
@@ -453,12 +456,7 @@ async fn verify_names_the_exact_event_after_each_kind_of_tampering() {
 async fn the_cli_passes_an_untouched_store_and_exports_it() {
     let (db, api) = store_and_query_api().await;
     seed_streams(&db, 3, 4).await;
-    let verify = tokio::process::Command::new(env!("CARGO_BIN_EXE_query-api"))
-        .args(["audit", "verify"])
-        .env("DATABASE_URL", &db.url)
-        .output()
-        .await
-        .unwrap();
+    let verify = cli(&db, &["verify"]).await;
     assert_eq!(
         verify.status.code(),
         Some(0),
@@ -466,22 +464,9 @@ async fn the_cli_passes_an_untouched_store_and_exports_it() {
         String::from_utf8_lossy(&verify.stdout)
     );
     assert!(String::from_utf8_lossy(&verify.stdout).starts_with("ok: 12 events"));
-    let export = tokio::process::Command::new(env!("CARGO_BIN_EXE_query-api"))
-        .args(["audit", "export", "--after", "0"])
-        .env("DATABASE_URL", &db.url)
-        .output()
-        .await
-        .unwrap();
+    let export = cli(&db, &["export", "--after", "0"]).await;
     assert!(export.status.success());
-    let over_http = testkit::http()
-        .get(api.url("/v1/audit/export"))
-        .bearer_auth(admin())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let over_http = export_text(&api, "").await;
     let exported = String::from_utf8(export.stdout).unwrap();
     assert_eq!(positions(&exported).len(), 12);
     assert_eq!(positions(&exported), positions(&over_http));
