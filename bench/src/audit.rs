@@ -5,21 +5,36 @@
 //!   out of the store;
 //! - append throughput with the hash chain against without it (the chain's trigger
 //!   disabled; the receipts are written by the relay, off the append path), in the
-//!   same run: `--clients` connections each appending one event per statement to a
-//!   stream of its own (every append after the first looks its predecessor's hash up,
-//!   the chain's dearest case), through the statement command-api uses. Phases
-//!   alternate (with, without, without, with, ...) so drift on a shared machine hits
-//!   both alike.
+//!   same run, three ways:
+//!   - through command-api (started in this process on the scratch database, without
+//!     relay or sagas), `--http-clients` clients booking seats (every booking a new
+//!     stream: no predecessor to look up);
+//!   - the same clients each adding halls to a location of its own (every append looks
+//!     its predecessor's hash up, the chain's dearest case);
+//!   - raw: `--clients` connections each appending one event per statement to a stream
+//!     of its own, through the statement command-api uses, with nothing else around
+//!     (the chain's share of the database's own work).
+//!
+//!   Phases alternate (with, without, without, with, ...) so drift on a shared machine
+//!   hits both alike.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::{bail, Context};
+use platform::auth::{Jwt, Role};
 use query_api::audit::export::Export;
 use query_api::audit::verify;
 use serde_json::json;
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::bookings::{create_event, drive, measure_bookings, post};
 use crate::rebuild;
+use crate::report::Measured;
 use crate::scratch::Scratch;
 
 /// Options of the scenario.
@@ -28,9 +43,12 @@ pub struct Args {
     /// Events in the store to export and verify.
     #[arg(long, default_value_t = 100_000)]
     events: i64,
-    /// Connections appending in the append phases.
+    /// Connections appending in the raw append phases.
     #[arg(long, default_value_t = 8)]
     clients: usize,
+    /// Clients of command-api in its append phases.
+    #[arg(long, default_value_t = 32)]
+    http_clients: usize,
     /// Seconds per append phase.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -105,15 +123,76 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<()> {
     );
 
     // Appends, with and without the chain.
-    println!(
-        "\n  appends: {} connections, one event per statement, {} s per phase",
-        args.clients, args.seconds
-    );
     sqlx::query("ALTER TABLE events ALTER COLUMN hash DROP NOT NULL")
         .execute(&pool)
         .await?;
-    let (mut with, mut without) = ((0u64, Duration::ZERO), (0u64, Duration::ZERO));
-    for round in 0..args.rounds {
+    let seconds = Duration::from_secs(args.seconds);
+    let api = CommandApi::start(url).await?;
+    println!(
+        "\n  appends through command-api: {} clients, {} s per phase after 2 s of warm-up",
+        args.http_clients, args.seconds
+    );
+    let event = create_event(&api.http, &api.base, &api.jwt).await?;
+    let bookings = compare(&pool, args.rounds, "bookings (new streams)", || {
+        measure_bookings(
+            &api.http,
+            &api.base,
+            &api.jwt,
+            &event,
+            args.http_clients,
+            Duration::from_secs(2),
+            seconds,
+        )
+    })
+    .await?;
+    let halls = compare(&pool, args.rounds, "halls (streams growing)", || {
+        add_halls(&api, args.http_clients, seconds)
+    })
+    .await?;
+    api.stop().await?;
+
+    println!(
+        "\n  raw appends: {} connections, one event per statement, {} s per phase",
+        args.clients, args.seconds
+    );
+    let raw = compare(&pool, args.rounds, "raw statement", || async {
+        appends(&pool, args.clients, seconds).await
+    })
+    .await?;
+
+    println!(
+        "\nsummary\n  export {:.0} events/s, verify {:.0} events/s; baseline streamed SELECT {baseline:.0} rows/s",
+        rate(exported, export_time),
+        rate(report.checked_events, verify_time),
+    );
+    println!("  appends/s with the chain, without it, and what the chain costs:");
+    for (label, (with, without)) in [
+        ("command-api, bookings", bookings),
+        ("command-api, halls", halls),
+        ("raw statement", raw),
+    ] {
+        println!(
+            "    {label:<24} {with:>7.0}  {without:>7.0}  {:>5.1}%",
+            (1.0 - with / without) * 100.0
+        );
+    }
+    Ok(())
+}
+
+/// Runs `measure` in `rounds` pairs of phases, one with the chain's trigger and one
+/// without, alternating which goes first. Returns the mean rate with and without.
+async fn compare<M, Fut>(
+    pool: &PgPool,
+    rounds: usize,
+    label: &str,
+    mut measure: M,
+) -> anyhow::Result<(f64, f64)>
+where
+    M: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Measured>>,
+{
+    let (mut with, mut without) = (Measured::new(), Measured::new());
+    for round in 0..rounds {
         let order = if round % 2 == 0 {
             [true, false]
         } else {
@@ -122,39 +201,133 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<()> {
         for chained in order {
             let toggle = if chained { "ENABLE" } else { "DISABLE" };
             sqlx::query(&format!("ALTER TABLE events {toggle} TRIGGER events_chain"))
-                .execute(&pool)
+                .execute(pool)
                 .await?;
-            let (n, d) = appends(&pool, args.clients, Duration::from_secs(args.seconds)).await?;
-            println!(
-                "    {:<14} {:>7.0} appends/s",
-                if chained {
-                    "with chain"
-                } else {
-                    "without chain"
-                },
-                rate(n, d)
-            );
+            let measured = measure().await?;
+            let phase = if chained {
+                "with chain"
+            } else {
+                "without chain"
+            };
+            println!("    {label:<24} {}", measured.line(phase));
             let total = if chained { &mut with } else { &mut without };
-            total.0 += n;
-            total.1 += d;
+            total.merge(&measured);
+            total.elapsed += measured.elapsed;
         }
     }
-    let (with, without) = (rate(with.0, with.1), rate(without.0, without.1));
-    println!(
-        "\nsummary\n  export {:.0} events/s, verify {:.0} events/s; baseline streamed SELECT {baseline:.0} rows/s\n  appends with chain {with:.0}/s, without {without:.0}/s: the chain costs {:.1}%",
-        rate(exported, export_time),
-        rate(report.checked_events, verify_time),
-        (1.0 - with / without) * 100.0
-    );
-    Ok(())
+    sqlx::query("ALTER TABLE events ENABLE TRIGGER events_chain")
+        .execute(pool)
+        .await?;
+    Ok((with.rate(), without.rate()))
+}
+
+/// command-api in this process on the scratch database: appends only (no relay, no
+/// sagas, no broker).
+struct CommandApi {
+    base: String,
+    http: reqwest::Client,
+    jwt: Jwt,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl CommandApi {
+    async fn start(database_url: &str) -> anyhow::Result<Self> {
+        let secret = Uuid::new_v4().to_string();
+        let config = command_api::Config {
+            database_url: database_url.to_owned(),
+            db_max_connections: 32,
+            append_writers: 2,
+            // Never reached: no relay.
+            kafka_brokers: "127.0.0.1:1".into(),
+            topic: platform::kafka::TopicSpec {
+                name: "bench-audit".into(),
+                partitions: 1,
+                replication: 1,
+            },
+            jwt_secret: secret.clone(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            relay: command_api::config::RelayConfig {
+                enabled: false,
+                batch_size: 500,
+                poll_interval: Duration::from_secs(1),
+                linger: Duration::from_millis(10),
+            },
+            saga: command_api::config::SagaConfig {
+                enabled: false,
+                hold_ttl: Duration::from_secs(600),
+                payment_latency: Duration::ZERO,
+                payment_timeout: Duration::from_secs(5),
+                concurrency: 64,
+            },
+            idempotency_ttl: Duration::from_secs(3600),
+        };
+        let app = command_api::Application::build(config).await?;
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(app.run(listener, shutdown.clone()));
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            base,
+            http,
+            jwt: Jwt::new(&secret),
+            shutdown,
+            server,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.server.await.context("command-api panicked")?
+    }
+}
+
+/// `clients` admins, each adding halls to a location of its own for `length` (after
+/// 2 s of warm-up): every append extends a stream that already has events.
+async fn add_halls(api: &CommandApi, clients: usize, length: Duration) -> anyhow::Result<Measured> {
+    let admin = api
+        .jwt
+        .issue("bench-admin", Role::Admin, Duration::from_secs(3600));
+    let mut locations = Vec::with_capacity(clients);
+    for client in 0..clients {
+        let id = post(
+            &api.http,
+            &format!("{}/v1/locations", api.base),
+            &admin,
+            &json!({"name": format!("Hall bench {client}"), "address": "1 Load Street", "country": "FR",
+                    "halls": [{"name": "Hall 0", "capacity": 100}]}),
+        )
+        .await?;
+        locations.push(Arc::new(format!("{}/v1/locations/{id}/halls", api.base)));
+    }
+    drive(clients, Duration::from_secs(2), length, |client| {
+        let (http, url, token) = (api.http.clone(), locations[client].clone(), admin.clone());
+        let mut hall = 0u64;
+        move || {
+            hall += 1;
+            let request = http
+                .post(url.as_str())
+                .bearer_auth(&token)
+                .json(&json!({"name": format!("Hall {hall}"), "capacity": 100}))
+                .send();
+            async move {
+                let response = request.await?;
+                if response.status() != reqwest::StatusCode::CREATED {
+                    bail!("answered {}", response.status());
+                }
+                Ok(())
+            }
+        }
+    })
+    .await
 }
 
 /// Appends for `length` from `clients` connections; how many, in how long.
-async fn appends(
-    pool: &PgPool,
-    clients: usize,
-    length: Duration,
-) -> anyhow::Result<(u64, Duration)> {
+async fn appends(pool: &PgPool, clients: usize, length: Duration) -> anyhow::Result<Measured> {
     let deadline = Instant::now() + length;
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
@@ -162,6 +335,7 @@ async fn appends(
             let pool = pool.clone();
             tokio::spawn(async move {
                 let stream = format!("bench-{}", Uuid::new_v4());
+                let mut measured = Measured::new();
                 let mut sequence = 0i64;
                 while Instant::now() < deadline {
                     sequence += 1;
@@ -169,9 +343,10 @@ async fn appends(
                     let payload = json!({"HallAdded": {"hall": {"name": format!("Hall {sequence}"), "capacity": 250}}});
                     let metadata = json!({"user_id": "bench-admin", "correlation_id": Uuid::new_v4(),
                                           "causation_id": Uuid::new_v4(), "recorded_at": "2030-01-01T00:00:00.000000Z"});
-                    sqlx::query(command_api::store::APPEND_SQL)
-                        .bind("location")
-                        .bind(&stream)
+                    let began = Instant::now();
+                    sqlx::query(command_api::append::APPEND_SQL)
+                        .bind(["location"])
+                        .bind([&stream])
                         .bind([sequence])
                         .bind(["HallAdded"])
                         .bind(["1.0"])
@@ -179,14 +354,16 @@ async fn appends(
                         .bind([metadata])
                         .execute(&pool)
                         .await?;
+                    measured.record(began.elapsed());
                 }
-                anyhow::Ok(sequence as u64)
+                anyhow::Ok(measured)
             })
         })
         .collect();
-    let mut total = 0;
+    let mut total = Measured::new();
     for task in tasks {
-        total += task.await??;
+        total.merge(&task.await??);
     }
-    Ok((total, started.elapsed()))
+    total.elapsed = started.elapsed();
+    Ok(total)
 }

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::append::Appender;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::payment::SimulatedGateway;
@@ -85,15 +86,34 @@ impl Application {
         let mut registry = Registry::default();
         let metrics = Metrics::new(&mut registry);
         let (appended, _) = watch::channel(0u64);
+        let appender = Appender::start(pool.clone(), config.append_writers, metrics.clone());
         let app = App {
             gateway: Arc::new(SimulatedGateway::new(
                 pool.clone(),
                 config.saga.payment_latency,
             )),
             jwt: Jwt::new(&config.jwt_secret),
-            locations: AggregateStore::new(pool.clone(), (), appended.clone(), metrics.clone()),
-            events: AggregateStore::new(pool.clone(), (), appended.clone(), metrics.clone()),
-            bookings: AggregateStore::new(pool.clone(), (), appended.clone(), metrics.clone()),
+            locations: AggregateStore::new(
+                pool.clone(),
+                appender.clone(),
+                (),
+                appended.clone(),
+                metrics.clone(),
+            ),
+            events: AggregateStore::new(
+                pool.clone(),
+                appender.clone(),
+                (),
+                appended.clone(),
+                metrics.clone(),
+            ),
+            bookings: AggregateStore::new(
+                pool.clone(),
+                appender,
+                (),
+                appended.clone(),
+                metrics.clone(),
+            ),
             metrics,
             pool,
         };

@@ -13,6 +13,9 @@ pub struct Config {
     pub database_url: String,
     /// `BOXOFFICE_DB_MAX_CONNECTIONS` (default 32).
     pub db_max_connections: u32,
+    /// `BOXOFFICE_APPEND_WRITERS` (default 2): append statements in flight at once;
+    /// appends that come while all are busy share the next one (group commit).
+    pub append_writers: usize,
     /// `KAFKA_BROKERS` (default `127.0.0.1:9092`).
     pub kafka_brokers: String,
     /// `KAFKA_TOPIC` (default `boxoffice.events`), `KAFKA_TOPIC_PARTITIONS` (default 6)
@@ -42,6 +45,11 @@ pub struct RelayConfig {
     /// `BOXOFFICE_RELAY_POLL_MS` (default 1000): the polling fallback when no
     /// notification arrives.
     pub poll_interval: Duration,
+    /// `BOXOFFICE_RELAY_LINGER_MS` (default 10): after a batch that was not full, how
+    /// long the relay lets rows gather before it reads the next one. Fewer, fuller
+    /// batches cost the database and the broker less; the first event after a quiet
+    /// spell is not delayed.
+    pub linger: Duration,
 }
 
 /// How the sagas run.
@@ -66,6 +74,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("database_url", &"<redacted>")
             .field("db_max_connections", &self.db_max_connections)
+            .field("append_writers", &self.append_writers)
             .field("kafka_brokers", &self.kafka_brokers)
             .field("topic", &self.topic)
             .field("jwt_secret", &"<redacted>")
@@ -83,6 +92,7 @@ impl Config {
         Ok(Self {
             database_url: required("DATABASE_URL")?,
             db_max_connections: parse_or("BOXOFFICE_DB_MAX_CONNECTIONS", 32)?,
+            append_writers: parse_or("BOXOFFICE_APPEND_WRITERS", 2)?,
             kafka_brokers: var_or("KAFKA_BROKERS", "127.0.0.1:9092"),
             topic: TopicSpec {
                 name: var_or("KAFKA_TOPIC", "boxoffice.events"),
@@ -95,6 +105,7 @@ impl Config {
                 enabled: parse_or("BOXOFFICE_RELAY_ENABLED", true)?,
                 batch_size: parse_or("BOXOFFICE_RELAY_BATCH", 500)?,
                 poll_interval: Duration::from_millis(parse_or("BOXOFFICE_RELAY_POLL_MS", 1000)?),
+                linger: Duration::from_millis(parse_or("BOXOFFICE_RELAY_LINGER_MS", 10)?),
             },
             saga: SagaConfig {
                 enabled: parse_or("BOXOFFICE_SAGAS_ENABLED", true)?,

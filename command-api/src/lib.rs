@@ -9,7 +9,8 @@
 //! - [`commands`]: what every command goes through: idempotency, bounded retries on
 //!   optimistic-concurrency conflicts, the answer, the metrics.
 //! - [`store`]: load, decide, append (cqrs-es aggregates on postgres-es), serialized per
-//!   aggregate inside the process.
+//!   aggregate inside the process; [`append`]: appends of different aggregates share a
+//!   statement (group commit).
 //! - [`idempotency`]: `Idempotency-Key` records.
 //! - [`relay`]: the outbox relay publishing appended events to Kafka.
 //! - [`saga`]: the booking saga runner (seat hold, payment, confirmation,
@@ -17,6 +18,7 @@
 //! - [`metrics`]: what `/metrics` exports.
 
 pub mod app;
+pub mod append;
 pub mod commands;
 pub mod config;
 pub mod idempotency;

@@ -71,6 +71,8 @@ pub struct Metrics {
     pub events_appended: Family<EventLabels, Counter>,
     /// Commands appended together in one statement (see the store's combining).
     pub append_batch: Histogram,
+    /// Appends of different aggregates written in one statement (group commit).
+    pub append_statement_aggregates: Histogram,
     /// Rows waiting in the outbox, as last seen by the relay leader.
     pub outbox_backlog: Gauge,
     /// Events published to the topic (acknowledged by the broker).
@@ -106,6 +108,9 @@ impl Metrics {
             conflicts: Family::default(),
             events_appended: Family::default(),
             append_batch: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 10),
+            ),
+            append_statement_aggregates: Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 10),
             ),
             outbox_backlog: Gauge::default(),
@@ -147,6 +152,11 @@ impl Metrics {
             "boxoffice_append_batch_commands",
             "Commands on one aggregate appended together in one statement",
             metrics.append_batch.clone(),
+        );
+        registry.register(
+            "boxoffice_append_statement_aggregates",
+            "Appends of different aggregates written together in one statement",
+            metrics.append_statement_aggregates.clone(),
         );
         registry.register(
             "boxoffice_outbox_backlog",

@@ -5,7 +5,10 @@
 //!   over. Losing that connection loses the lock, and the leader steps down.
 //! - **Wake-up.** The leader `LISTEN`s on [`CHANNEL`]; after each commit, the process
 //!   that appended sends one coalesced `NOTIFY` ([`notify_after_commits`]). Polling every
-//!   `BOXOFFICE_RELAY_POLL_MS` covers a notification lost to a crash. The `NOTIFY` is
+//!   `BOXOFFICE_RELAY_POLL_MS` covers a notification lost to a crash. After a batch that
+//!   was not full, the leader waits `BOXOFFICE_RELAY_LINGER_MS` before reading the next,
+//!   so that under load batches are fuller (each costs two statements and a produce
+//!   request per partition, whatever its size). The `NOTIFY` is
 //!   sent after the commit rather than by the append trigger because a `NOTIFY` inside a
 //!   transaction takes a database-wide lock at commit, which would serialize every
 //!   append (and their fsyncs).
@@ -282,6 +285,13 @@ impl Relay {
                 pause = (pause * 2).min(Duration::from_secs(5));
             } else {
                 pause = Duration::from_millis(200);
+                if (batch.len() as i64) < self.config.batch_size && !self.config.linger.is_zero() {
+                    // Not a full batch: let the next one gather.
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(self.config.linger) => {}
+                    }
+                }
             }
         }
         tracing::info!("outbox relay stopped");

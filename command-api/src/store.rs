@@ -21,7 +21,8 @@
 //!   own, where postgres-es sends BEGIN, one INSERT per event and COMMIT. The rows are
 //!   the ones postgres-es writes and reads, and the key
 //!   `(aggregate_type, aggregate_id, sequence)` is the same optimistic lock against
-//!   other processes.
+//!   other processes. Appends of different aggregates that come together share that
+//!   statement ([`crate::append`], group commit).
 //!
 //! The aggregates must refuse a command before writing any fact (they decide, then
 //! write), so a refused command leaves the aggregate as it was for the next one.
@@ -37,26 +38,11 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
 use cqrs_es::{Aggregate, EventEnvelope};
 use postgres_es::PostgresEventRepository;
-use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::{oneshot, watch, Mutex, OwnedMutexGuard};
 
+use crate::append::{AppendError, Appender};
 use crate::metrics::{EventLabels, Metrics};
-
-/// The statement that appends events of one aggregate: `$1` type, `$2` id, then arrays
-/// of sequences, event types, versions, payloads and metadata. One statement, so one
-/// round trip and one append receipt (see the tamper-evidence migration) per batch.
-pub const APPEND_SQL: &str =
-    "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-     SELECT $1, $2, s, t, v, p, m
-       FROM unnest($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) AS u(s, t, v, p, m)";
-
-/// The SQLSTATE the append trigger raises when an `Idempotency-Key` is held by another
-/// command (see the event-store migration).
-const KEY_TAKEN_SQLSTATE: &str = "BX409";
-
-/// Postgres's `unique_violation`: another writer took the sequence first.
-const UNIQUE_VIOLATION: &str = "23505";
 
 /// How many aggregates keep their loaded state in memory. Past this, idle ones are
 /// dropped and loaded again when next used.
@@ -164,7 +150,7 @@ impl<A: Aggregate> Clone for AggregateStore<A> {
 }
 
 struct Inner<A: Aggregate> {
-    pool: PgPool,
+    appender: Appender,
     repo: PostgresEventRepository,
     services: A::Services,
     slots: SyncMutex<HashMap<String, Arc<Slot<A>>>>,
@@ -173,17 +159,18 @@ struct Inner<A: Aggregate> {
 }
 
 impl<A: Storable> AggregateStore<A> {
-    /// A store on `pool`. `appended` is bumped after every commit (what the outbox relay
-    /// and the saga worker wake on).
+    /// A store reading from `pool` and appending through `appender`. `appended` is
+    /// bumped after every commit (what the outbox relay and the saga worker wake on).
     pub fn new(
         pool: PgPool,
+        appender: Appender,
         services: A::Services,
         appended: watch::Sender<u64>,
         metrics: Metrics,
     ) -> Self {
         Self(Arc::new(Inner {
-            repo: PostgresEventRepository::new(pool.clone()),
-            pool,
+            repo: PostgresEventRepository::new(pool),
+            appender,
             services,
             slots: SyncMutex::new(HashMap::new()),
             appended,
@@ -374,19 +361,20 @@ where
             return;
         }
 
-        match self.append(aggregate_id, &serialized).await {
+        let event_types: Vec<String> = serialized.iter().map(|e| e.event_type.clone()).collect();
+        match self.append(aggregate_id, serialized).await {
             Ok(()) => {
                 loaded.aggregate = working;
                 loaded.sequence = sequence;
                 loaded.caught_up_at = Some(Instant::now());
                 self.appended.send_modify(|n| *n = n.wrapping_add(1));
                 self.metrics.append_batch.observe(accepted.len() as f64);
-                for event in &serialized {
+                for event_type in event_types {
                     self.metrics
                         .events_appended
                         .get_or_create(&EventLabels {
                             aggregate_type: A::TYPE,
-                            event_type: event.event_type.clone(),
+                            event_type,
                         })
                         .inc();
                 }
@@ -407,37 +395,23 @@ where
         }
     }
 
-    /// Appends `events` (consecutive sequences of one aggregate) in one statement.
+    /// Appends `events` (consecutive sequences of one aggregate), possibly in one
+    /// statement with other aggregates' appends.
     async fn append(
         &self,
         aggregate_id: &str,
-        events: &[SerializedEvent],
+        events: Vec<SerializedEvent>,
     ) -> Result<(), ExecuteError<A::Error>> {
-        let sequences: Vec<i64> = events.iter().map(|e| e.sequence as i64).collect();
-        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-        let versions: Vec<&str> = events.iter().map(|e| e.event_version.as_str()).collect();
-        let payloads: Vec<&Value> = events.iter().map(|e| &e.payload).collect();
-        let metadata: Vec<&Value> = events.iter().map(|e| &e.metadata).collect();
-        let outcome = sqlx::query(APPEND_SQL)
-            .bind(A::TYPE)
-            .bind(aggregate_id)
-            .bind(&sequences)
-            .bind(&types)
-            .bind(&versions)
-            .bind(&payloads)
-            .bind(&metadata)
-            .execute(&self.pool)
-            .await;
-        match outcome {
-            Ok(_) => Ok(()),
-            Err(err) if has_sqlstate(&err, UNIQUE_VIOLATION) => Err(ExecuteError::Conflict),
-            Err(err) if has_sqlstate(&err, KEY_TAKEN_SQLSTATE) => {
-                Err(ExecuteError::IdempotencyKeyTaken)
-            }
-            Err(err) => Err(ExecuteError::Store(PersistenceError::UnknownError(
-                Box::new(err),
-            ))),
-        }
+        self.appender
+            .append(A::TYPE, aggregate_id, events)
+            .await
+            .map_err(|err| match err {
+                AppendError::Conflict => ExecuteError::Conflict,
+                AppendError::KeyTaken => ExecuteError::IdempotencyKeyTaken,
+                AppendError::Store(err) => {
+                    ExecuteError::Store(PersistenceError::UnknownError(Box::new(err)))
+                }
+            })
     }
 
     /// Applies the events appended since `loaded` was last brought up to date.
@@ -468,11 +442,4 @@ where
         }
         slots.entry(aggregate_id.to_owned()).or_default().clone()
     }
-}
-
-/// Whether the database refused with SQLSTATE `code`.
-fn has_sqlstate(err: &sqlx::Error, code: &str) -> bool {
-    err.as_database_error()
-        .and_then(|db| db.code())
-        .is_some_and(|c| c == code)
 }

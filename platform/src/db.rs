@@ -37,11 +37,28 @@ pub async fn connect_read_models(url: &str, max_connections: u32) -> anyhow::Res
         max_connections,
     )
     .await?;
-    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {READ_MODEL_SCHEMA}"))
-        .execute(&pool)
+    create_read_model_schema(&pool)
         .await
         .context("cannot create the read-model schema")?;
     Ok(pool)
+}
+
+/// `CREATE SCHEMA IF NOT EXISTS` is not safe against itself: two sessions that both find
+/// the schema missing both create it, and the second fails on `pg_namespace`'s unique
+/// index (projector and query-api starting together on a fresh database did). So it is
+/// done under a transaction-scoped advisory lock, which serializes the two.
+async fn create_read_model_schema(pool: &PgPool) -> sqlx::Result<()> {
+    /// "bxschema" in ASCII.
+    const SCHEMA_LOCK: i64 = 0x6278_7363_6865_6d61;
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(SCHEMA_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {READ_MODEL_SCHEMA}"))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
 }
 
 async fn connect_with(options: PgConnectOptions, max_connections: u32) -> anyhow::Result<PgPool> {

@@ -15,6 +15,7 @@ async fn command_api(db: &TestDb, topic: &platform::kafka::TopicSpec) -> testkit
     let config = command_api::Config {
         database_url: db.url.clone(),
         db_max_connections: 10,
+        append_writers: 4,
         kafka_brokers: testkit::kafka_brokers(),
         topic: topic.clone(),
         jwt_secret: JWT_SECRET.to_owned(),
@@ -23,6 +24,7 @@ async fn command_api(db: &TestDb, topic: &platform::kafka::TopicSpec) -> testkit
             enabled: true,
             batch_size: 500,
             poll_interval: Duration::from_millis(200),
+            linger: Duration::from_millis(10),
         },
         // The seeded bookings stay as they are: this test is about the projector.
         saga: command_api::config::SagaConfig {

@@ -31,6 +31,7 @@ pub fn config(database_url: &str, brokers: &str, topic: &TopicSpec, relay: bool)
     Config {
         database_url: database_url.to_owned(),
         db_max_connections: 10,
+        append_writers: 4,
         kafka_brokers: brokers.to_owned(),
         topic: topic.clone(),
         jwt_secret: JWT_SECRET.to_owned(),
@@ -39,6 +40,7 @@ pub fn config(database_url: &str, brokers: &str, topic: &TopicSpec, relay: bool)
             enabled: relay,
             batch_size: 100,
             poll_interval: Duration::from_millis(200),
+            linger: Duration::from_millis(10),
         },
         saga: saga_config(false),
         idempotency_ttl: Duration::from_secs(3600),

@@ -94,6 +94,7 @@ impl Stack {
         let command_config = command_api::Config {
             database_url: db.url.clone(),
             db_max_connections: 10,
+            append_writers: 4,
             kafka_brokers: brokers.clone(),
             topic: topic.clone(),
             jwt_secret: JWT_SECRET.to_owned(),
@@ -102,6 +103,7 @@ impl Stack {
                 enabled: true,
                 batch_size: 500,
                 poll_interval: Duration::from_millis(200),
+                linger: Duration::from_millis(10),
             },
             saga: command_api::config::SagaConfig {
                 enabled: options.sagas,
