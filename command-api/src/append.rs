@@ -11,9 +11,10 @@
 //!   free writer takes all of them (up to [`MAX_BATCH_EVENTS`] events) in one statement.
 //! - A statement is atomic: it appends every aggregate of the batch or none.
 //! - When a batch fails on something one of its appends caused (another process took a
-//!   sequence first, an `Idempotency-Key` held by another command, a broken chain), the
-//!   batch wrote nothing, and each append is written again on its own, so each gets its
-//!   own answer and no append fails because of a neighbour.
+//!   sequence first, an `Idempotency-Key` held by another command, a broken chain, a
+//!   deadlock with another batch), the batch wrote nothing, and each append is written
+//!   again on its own, so each gets its own answer and no append fails because of a
+//!   neighbour.
 //! - One aggregate is never twice in a batch: the store serializes the commands of an
 //!   aggregate and waits for each append before the next one (see [`crate::store`]), so
 //!   an aggregate's events keep their order, in positions and on the topic.
@@ -49,6 +50,12 @@ const BROKEN_CHAIN_SQLSTATE: &str = "BX422";
 
 /// Postgres's `unique_violation`: another writer took the sequence first.
 const UNIQUE_VIOLATION: &str = "23505";
+
+/// Postgres's `deadlock_detected`. Two batches taking the same rows in different orders
+/// (the same aggregates appended by two processes at once, or one `Idempotency-Key`
+/// used twice at once) can deadlock; the one Postgres aborts wrote nothing, and its
+/// appends written one by one only wait.
+const DEADLOCK_DETECTED: &str = "40P01";
 
 /// Why an append was not written.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -181,13 +188,20 @@ impl Failure {
     /// well succeed alone), not from the store as a whole.
     fn caused_by_one_append(&self) -> bool {
         self.sqlstate().is_some_and(|code| {
-            [UNIQUE_VIOLATION, KEY_TAKEN_SQLSTATE, BROKEN_CHAIN_SQLSTATE].contains(&&*code)
+            [
+                UNIQUE_VIOLATION,
+                KEY_TAKEN_SQLSTATE,
+                BROKEN_CHAIN_SQLSTATE,
+                DEADLOCK_DETECTED,
+            ]
+            .contains(&&*code)
         })
     }
 
     fn into_error(self) -> AppendError {
         match self.sqlstate().as_deref() {
-            Some(UNIQUE_VIOLATION) => AppendError::Conflict,
+            // A deadlock aborted the statement, which wrote nothing: try again.
+            Some(UNIQUE_VIOLATION | DEADLOCK_DETECTED) => AppendError::Conflict,
             Some(KEY_TAKEN_SQLSTATE) => AppendError::KeyTaken,
             _ => AppendError::Store(Arc::new(self.0)),
         }
