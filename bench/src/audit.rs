@@ -234,34 +234,11 @@ struct CommandApi {
 impl CommandApi {
     async fn start(database_url: &str) -> anyhow::Result<Self> {
         let secret = Uuid::new_v4().to_string();
-        let config = command_api::Config {
-            database_url: database_url.to_owned(),
-            db_max_connections: 32,
-            append_writers: 2,
-            // Never reached: no relay.
-            kafka_brokers: "127.0.0.1:1".into(),
-            topic: platform::kafka::TopicSpec {
-                name: "bench-audit".into(),
-                partitions: 1,
-                replication: 1,
-            },
-            jwt_secret: secret.clone(),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            relay: command_api::config::RelayConfig {
-                enabled: false,
-                batch_size: 500,
-                poll_interval: Duration::from_secs(1),
-                linger: Duration::from_millis(10),
-            },
-            saga: command_api::config::SagaConfig {
-                enabled: false,
-                hold_ttl: Duration::from_secs(600),
-                payment_latency: Duration::ZERO,
-                payment_timeout: Duration::from_secs(5),
-                concurrency: 64,
-            },
-            idempotency_ttl: Duration::from_secs(3600),
-        };
+        let mut config = command_api::Config::new(database_url, &secret);
+        config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        // Appends only: no relay (and so no broker), no sagas.
+        config.relay.enabled = false;
+        config.saga.enabled = false;
         let app = command_api::Application::build(config).await?;
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let base = format!("http://{}", listener.local_addr()?);

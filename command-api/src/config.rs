@@ -87,36 +87,83 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
-    /// Reads the environment; errors name the variable at fault.
-    pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            database_url: required("DATABASE_URL")?,
-            db_max_connections: parse_or("BOXOFFICE_DB_MAX_CONNECTIONS", 32)?,
-            append_writers: parse_or("BOXOFFICE_APPEND_WRITERS", 2)?,
-            kafka_brokers: var_or("KAFKA_BROKERS", "127.0.0.1:9092"),
+    /// The defaults (what an empty environment gives) for the store at `database_url`,
+    /// signing with `jwt_secret`. Tests and the bench start from this and change what
+    /// they need.
+    pub fn new(database_url: &str, jwt_secret: &str) -> Self {
+        Self {
+            database_url: database_url.to_owned(),
+            db_max_connections: 32,
+            append_writers: 2,
+            kafka_brokers: "127.0.0.1:9092".into(),
             topic: TopicSpec {
-                name: var_or("KAFKA_TOPIC", "boxoffice.events"),
-                partitions: parse_or("KAFKA_TOPIC_PARTITIONS", 6)?,
-                replication: parse_or("KAFKA_TOPIC_REPLICATION", 1)?,
+                name: "boxoffice.events".into(),
+                partitions: 6,
+                replication: 1,
             },
-            jwt_secret: required("BOXOFFICE_JWT_SECRET")?,
-            addr: parse_or("COMMAND_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            jwt_secret: jwt_secret.to_owned(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             relay: RelayConfig {
-                enabled: parse_or("BOXOFFICE_RELAY_ENABLED", true)?,
-                batch_size: parse_or("BOXOFFICE_RELAY_BATCH", 500)?,
-                poll_interval: Duration::from_millis(parse_or("BOXOFFICE_RELAY_POLL_MS", 1000)?),
-                linger: Duration::from_millis(parse_or("BOXOFFICE_RELAY_LINGER_MS", 10)?),
+                enabled: true,
+                batch_size: 500,
+                poll_interval: Duration::from_millis(1000),
+                linger: Duration::from_millis(10),
             },
             saga: SagaConfig {
-                enabled: parse_or("BOXOFFICE_SAGAS_ENABLED", true)?,
-                hold_ttl: Duration::from_secs_f64(parse_or("BOXOFFICE_HOLD_TTL_SECS", 600.0)?),
-                payment_latency: Duration::from_millis(parse_or("PAYMENT_LATENCY_MS", 0)?),
-                payment_timeout: Duration::from_millis(parse_or("PAYMENT_TIMEOUT_MS", 5000)?),
-                concurrency: parse_or("BOXOFFICE_SAGA_CONCURRENCY", 64)?,
+                enabled: true,
+                hold_ttl: Duration::from_secs(600),
+                payment_latency: Duration::ZERO,
+                payment_timeout: Duration::from_millis(5000),
+                concurrency: 64,
+            },
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// Reads the environment (see `.env.example`; unset variables keep the defaults of
+    /// [`Config::new`]); errors name the variable at fault.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let d = Self::new(
+            &required("DATABASE_URL")?,
+            &required("BOXOFFICE_JWT_SECRET")?,
+        );
+        let millis = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+            let default = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
+            Ok(Duration::from_millis(parse_or(name, default)?))
+        };
+        Ok(Self {
+            db_max_connections: parse_or("BOXOFFICE_DB_MAX_CONNECTIONS", d.db_max_connections)?,
+            append_writers: parse_or("BOXOFFICE_APPEND_WRITERS", d.append_writers)?,
+            kafka_brokers: var_or("KAFKA_BROKERS", &d.kafka_brokers),
+            topic: TopicSpec {
+                name: var_or("KAFKA_TOPIC", &d.topic.name),
+                partitions: parse_or("KAFKA_TOPIC_PARTITIONS", d.topic.partitions)?,
+                replication: parse_or("KAFKA_TOPIC_REPLICATION", d.topic.replication)?,
+            },
+            addr: parse_or("COMMAND_API_ADDR", d.addr)?,
+            relay: RelayConfig {
+                enabled: parse_or("BOXOFFICE_RELAY_ENABLED", d.relay.enabled)?,
+                batch_size: parse_or("BOXOFFICE_RELAY_BATCH", d.relay.batch_size)?,
+                poll_interval: millis("BOXOFFICE_RELAY_POLL_MS", d.relay.poll_interval)?,
+                linger: millis("BOXOFFICE_RELAY_LINGER_MS", d.relay.linger)?,
+            },
+            saga: SagaConfig {
+                enabled: parse_or("BOXOFFICE_SAGAS_ENABLED", d.saga.enabled)?,
+                hold_ttl: Duration::from_secs_f64(parse_or(
+                    "BOXOFFICE_HOLD_TTL_SECS",
+                    d.saga.hold_ttl.as_secs_f64(),
+                )?),
+                payment_latency: millis("PAYMENT_LATENCY_MS", d.saga.payment_latency)?,
+                payment_timeout: millis("PAYMENT_TIMEOUT_MS", d.saga.payment_timeout)?,
+                concurrency: parse_or("BOXOFFICE_SAGA_CONCURRENCY", d.saga.concurrency)?,
             },
             idempotency_ttl: Duration::from_secs(
-                3600 * parse_or::<u64>("BOXOFFICE_IDEMPOTENCY_TTL_HOURS", 24)?,
+                3600 * parse_or::<u64>(
+                    "BOXOFFICE_IDEMPOTENCY_TTL_HOURS",
+                    d.idempotency_ttl.as_secs() / 3600,
+                )?,
             ),
+            ..d
         })
     }
 }

@@ -12,30 +12,14 @@ use testkit::{eventually, TestDb, JWT_SECRET};
 
 /// command-api in this process, publishing to a topic of the test's own.
 async fn command_api(db: &TestDb, topic: &platform::kafka::TopicSpec) -> testkit::service::Running {
-    let config = command_api::Config {
-        database_url: db.url.clone(),
-        db_max_connections: 10,
-        append_writers: 4,
-        kafka_brokers: testkit::kafka_brokers(),
-        topic: topic.clone(),
-        jwt_secret: JWT_SECRET.to_owned(),
-        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        relay: command_api::config::RelayConfig {
-            enabled: true,
-            batch_size: 500,
-            poll_interval: Duration::from_millis(200),
-            linger: Duration::from_millis(10),
-        },
-        // The seeded bookings stay as they are: this test is about the projector.
-        saga: command_api::config::SagaConfig {
-            enabled: false,
-            hold_ttl: Duration::from_secs(600),
-            payment_latency: Duration::ZERO,
-            payment_timeout: Duration::from_secs(5),
-            concurrency: 64,
-        },
-        idempotency_ttl: Duration::from_secs(3600),
-    };
+    let mut config = command_api::Config::new(&db.url, JWT_SECRET);
+    config.db_max_connections = 10;
+    config.kafka_brokers = testkit::kafka_brokers();
+    config.topic = topic.clone();
+    config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.relay.poll_interval = Duration::from_millis(200);
+    // The seeded bookings stay as they are: this test is about the projector.
+    config.saga.enabled = false;
     let app = command_api::Application::build(config)
         .await
         .expect("command-api");

@@ -85,6 +85,7 @@ async fn duplicated_and_redelivered_messages_change_nothing() {
     .await;
     activity(&stack).await;
     stack.caught_up().await;
+    stack.published().await;
     let before = checksums(&stack).await;
     let published = read_topic(&stack.brokers, &stack.topic.name).await;
     let events: Vec<WireEvent> = published.into_iter().map(|(_, e)| e).collect();
@@ -292,10 +293,7 @@ async fn read_models_converge_even_when_the_broker_restarts_empty() {
     for user in ["dave", "erin"] {
         stack.book(&event, user, 1).await;
     }
-    eventually(Duration::from_secs(30), "the relay to publish", || async {
-        (stack.db.scalar("SELECT count(*) FROM outbox").await == 0).then_some(())
-    })
-    .await;
+    stack.published().await;
     broker.restart().await;
     let after = stack.book(&event, "frank", 1).await;
     stack.start_projector().await;

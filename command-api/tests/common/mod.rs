@@ -29,21 +29,18 @@ pub struct TestApp {
 /// The configuration tests run command-api with.
 pub fn config(database_url: &str, brokers: &str, topic: &TopicSpec, relay: bool) -> Config {
     Config {
-        database_url: database_url.to_owned(),
         db_max_connections: 10,
-        append_writers: 4,
         kafka_brokers: brokers.to_owned(),
         topic: topic.clone(),
-        jwt_secret: JWT_SECRET.to_owned(),
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         relay: RelayConfig {
             enabled: relay,
             batch_size: 100,
             poll_interval: Duration::from_millis(200),
-            linger: Duration::from_millis(10),
+            ..Config::new(database_url, JWT_SECRET).relay
         },
         saga: saga_config(false),
-        idempotency_ttl: Duration::from_secs(3600),
+        ..Config::new(database_url, JWT_SECRET)
     }
 }
 

@@ -91,29 +91,15 @@ impl Stack {
         let db = TestDb::create().await;
         let brokers = options.brokers.unwrap_or_else(testkit::kafka_brokers);
         let topic = testkit::unique_topic();
-        let command_config = command_api::Config {
-            database_url: db.url.clone(),
-            db_max_connections: 10,
-            append_writers: 4,
-            kafka_brokers: brokers.clone(),
-            topic: topic.clone(),
-            jwt_secret: JWT_SECRET.to_owned(),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            relay: command_api::config::RelayConfig {
-                enabled: true,
-                batch_size: 500,
-                poll_interval: Duration::from_millis(200),
-                linger: Duration::from_millis(10),
-            },
-            saga: command_api::config::SagaConfig {
-                enabled: options.sagas,
-                hold_ttl: options.hold_ttl,
-                payment_latency: options.payment_latency,
-                payment_timeout: Duration::from_secs(5),
-                concurrency: 64,
-            },
-            idempotency_ttl: Duration::from_secs(3600),
-        };
+        let mut command_config = command_api::Config::new(&db.url, JWT_SECRET);
+        command_config.db_max_connections = 10;
+        command_config.kafka_brokers = brokers.clone();
+        command_config.topic = topic.clone();
+        command_config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        command_config.relay.poll_interval = Duration::from_millis(200);
+        command_config.saga.enabled = options.sagas;
+        command_config.saga.hold_ttl = options.hold_ttl;
+        command_config.saga.payment_latency = options.payment_latency;
         // command-api first: it migrates the event store the others read.
         let command_app = command_api::Application::build(command_config)
             .await
@@ -271,6 +257,16 @@ impl Stack {
                 (lag == 0).then_some(())
             },
         )
+        .await;
+    }
+
+    /// Waits until the relay has published every stored event (the outbox is empty:
+    /// a row goes only once the broker acknowledged it). The projections catching up
+    /// does not imply it: the projector's sweep reads the store too.
+    pub async fn published(&self) {
+        eventually(Duration::from_secs(30), "the relay to publish", || async {
+            (self.db.scalar("SELECT count(*) FROM outbox").await == 0).then_some(())
+        })
         .await;
     }
 
