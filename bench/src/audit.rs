@@ -15,8 +15,10 @@
 //!     of its own, through the statement command-api uses, with nothing else around
 //!     (the chain's share of the database's own work).
 //!
-//!   Phases alternate (with, without, without, with, ...) so drift on a shared machine
-//!   hits both alike.
+//!   Phases are short, many, and alternate (with, without, without, with, ...), each
+//!   after a `CHECKPOINT`, so drift on a shared machine hits both alike; each round
+//!   compares its two phases, and the median of the rounds' costs is reported next to
+//!   the overall rates.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -50,10 +52,10 @@ pub struct Args {
     #[arg(long, default_value_t = 32)]
     http_clients: usize,
     /// Seconds per append phase.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 4)]
     seconds: u64,
     /// Pairs of append phases (one with the chain, one without each).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 6)]
     rounds: usize,
     /// The stack's database; the scratch database is created on the same server.
     #[arg(long, env = "DATABASE_URL")]
@@ -165,44 +167,86 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<()> {
         rate(exported, export_time),
         rate(report.checked_events, verify_time),
     );
-    println!("  appends/s with the chain, without it, and what the chain costs:");
-    for (label, (with, without)) in [
+    println!("  appends/s with the chain and without it (all phases), and what the chain costs:");
+    println!(
+        "    {:<24} {:>7}  {:>7}  {:>7}  {:>7}  rounds (sorted)",
+        "", "with", "without", "overall", "median"
+    );
+    for (label, c) in [
         ("command-api, bookings", bookings),
         ("command-api, halls", halls),
         ("raw statement", raw),
     ] {
+        let rounds: Vec<String> = c
+            .round_costs
+            .iter()
+            .map(|cost| format!("{:.1}", cost * 100.0))
+            .collect();
         println!(
-            "    {label:<24} {with:>7.0}  {without:>7.0}  {:>5.1}%",
-            (1.0 - with / without) * 100.0
+            "    {label:<24} {:>7.0}  {:>7.0}  {:>6.1}%  {:>6.1}%  {}",
+            c.with,
+            c.without,
+            (1.0 - c.with / c.without) * 100.0,
+            c.median_cost() * 100.0,
+            rounds.join(" ")
         );
     }
     Ok(())
 }
 
+/// What the chain cost in one comparison: the rates with and without it over all
+/// phases, and the median of the rounds' own costs.
+struct Comparison {
+    with: f64,
+    without: f64,
+    /// Each round's cost, `1 - with / without`, sorted.
+    round_costs: Vec<f64>,
+}
+
+impl Comparison {
+    fn median_cost(&self) -> f64 {
+        let costs = &self.round_costs;
+        match costs.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => costs[n / 2],
+            n => (costs[n / 2 - 1] + costs[n / 2]) / 2.0,
+        }
+    }
+}
+
 /// Runs `measure` in `rounds` pairs of phases, one with the chain's trigger and one
-/// without, alternating which goes first. Returns the mean rate with and without.
+/// without, alternating which goes first.
+///
+/// The machines this runs on are shared: a phase can lose a third of its speed to a
+/// neighbour or to a checkpoint that happens to fall in it. So every phase starts
+/// right after a `CHECKPOINT` (each pays for the same fresh full-page writes), the
+/// phases are short and many, and each round's cost compares two adjacent phases;
+/// the median of those costs is the figure that a single bad phase cannot move.
 async fn compare<M, Fut>(
     pool: &PgPool,
     rounds: usize,
     label: &str,
     mut measure: M,
-) -> anyhow::Result<(f64, f64)>
+) -> anyhow::Result<Comparison>
 where
     M: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<Measured>>,
 {
     let (mut with, mut without) = (Measured::new(), Measured::new());
+    let mut round_costs = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let order = if round % 2 == 0 {
             [true, false]
         } else {
             [false, true]
         };
+        let mut rates = [0.0; 2];
         for chained in order {
             let toggle = if chained { "ENABLE" } else { "DISABLE" };
             sqlx::query(&format!("ALTER TABLE events {toggle} TRIGGER events_chain"))
                 .execute(pool)
                 .await?;
+            sqlx::query("CHECKPOINT").execute(pool).await?;
             let measured = measure().await?;
             let phase = if chained {
                 "with chain"
@@ -210,15 +254,22 @@ where
                 "without chain"
             };
             println!("    {label:<24} {}", measured.line(phase));
+            rates[usize::from(chained)] = measured.rate();
             let total = if chained { &mut with } else { &mut without };
             total.merge(&measured);
             total.elapsed += measured.elapsed;
         }
+        round_costs.push(1.0 - rates[1] / rates[0]);
     }
     sqlx::query("ALTER TABLE events ENABLE TRIGGER events_chain")
         .execute(pool)
         .await?;
-    Ok((with.rate(), without.rate()))
+    round_costs.sort_by(f64::total_cmp);
+    Ok(Comparison {
+        with: with.rate(),
+        without: without.rate(),
+        round_costs,
+    })
 }
 
 /// command-api in this process on the scratch database: appends only (no relay, no
