@@ -36,10 +36,15 @@ pub trait PaymentGateway: Send + Sync {
         card_token: &str,
     ) -> Result<Authorization, Unavailable>;
 
-    /// Cancels the authorization under `key`, if there is one.
+    /// Takes the money authorized under `key` (once, however often asked). Until it is
+    /// captured an authorization is only a hold on the card, which lapses.
+    async fn capture(&self, key: &str) -> Result<(), Unavailable>;
+
+    /// Cancels the authorization under `key`, if there is one not yet captured.
     async fn void(&self, key: &str) -> Result<(), Unavailable>;
 
-    /// Gives back the payment under `key`, if it was taken.
+    /// Gives back the payment under `key`: refunds what was captured, voids what was
+    /// only authorized.
     async fn refund(&self, key: &str) -> Result<(), Unavailable>;
 }
 
@@ -79,14 +84,23 @@ impl SimulatedGateway {
         Ok(())
     }
 
-    async fn settle(&self, key: &str, status: &str) -> Result<(), Unavailable> {
+    /// Moves the payment under `key` along whichever of `moves` (from status, to
+    /// status) starts at its status; a payment anywhere else (moved already, or never
+    /// authorized) is left alone, which makes every call idempotent.
+    async fn settle(&self, key: &str, moves: &[(&str, &str)]) -> Result<(), Unavailable> {
         self.call().await?;
+        let (from, to): (Vec<&str>, Vec<&str>) = moves.iter().copied().unzip();
         sqlx::query(
-            "UPDATE simulated_payments SET status = $2, settled_at = now()
-              WHERE key = $1 AND status = 'authorized'",
+            "UPDATE simulated_payments p
+                SET status = m.to_status,
+                    captured_at = CASE WHEN m.to_status = 'captured' THEN now() ELSE p.captured_at END,
+                    settled_at = CASE WHEN m.to_status = 'captured' THEN p.settled_at ELSE now() END
+               FROM unnest($2::text[], $3::text[]) AS m(from_status, to_status)
+              WHERE p.key = $1 AND p.status = m.from_status",
         )
         .bind(key)
-        .bind(status)
+        .bind(from)
+        .bind(to)
         .execute(&self.pool)
         .await
         .map_err(|err| Unavailable(err.to_string()))?;
@@ -125,11 +139,16 @@ impl PaymentGateway for SimulatedGateway {
         Ok(Authorization::Authorized)
     }
 
+    async fn capture(&self, key: &str) -> Result<(), Unavailable> {
+        self.settle(key, &[("authorized", "captured")]).await
+    }
+
     async fn void(&self, key: &str) -> Result<(), Unavailable> {
-        self.settle(key, "voided").await
+        self.settle(key, &[("authorized", "voided")]).await
     }
 
     async fn refund(&self, key: &str) -> Result<(), Unavailable> {
-        self.settle(key, "refunded").await
+        self.settle(key, &[("captured", "refunded"), ("authorized", "voided")])
+            .await
     }
 }

@@ -18,9 +18,11 @@
 //! - **Deadlines.** A saga waiting on the payment is never due later than its hold's
 //!   deadline; at the deadline the hold is released and the booking rejected
 //!   `hold_expired`. The deadline is stored, so it survives restarts.
-//! - **Compensation first where the user sees it**: a release gives the seats back and
-//!   rejects the booking before it voids the payment, which may wait for an
-//!   unreachable gateway (retried with back-off until it answers).
+//! - **The user first**: a confirmation confirms the booking before it captures the
+//!   payment, and a release gives the seats back and rejects the booking before it
+//!   voids the payment; the gateway call may then wait for an unreachable gateway
+//!   (retried with back-off until it answers). A release that cannot have an
+//!   authorization behind it (sold out, declined) does not call the gateway at all.
 //! - **Event cancellations** have a row of their own: every booking holding seats of the
 //!   event is rejected or cancelled (`event_cancelled`), which moves those bookings'
 //!   sagas to release or refund.
@@ -33,7 +35,7 @@ use anyhow::{anyhow, Context};
 use chrono::{DateTime, Utc};
 use domain::booking::{Booking, BookingCommand, BookingError, BookingStatus, Reason};
 use domain::event::{Event, EventCommand, EventError, RefusalReason, ReservationState};
-use domain::saga::{decide, Decision, Observation, Step};
+use domain::saga::{self, decide, Decision, Observation, Step};
 use domain::values::Seats;
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -477,10 +479,19 @@ impl SagaRunner {
                     .await
                 {
                     Err(ExecuteError::Domain(BookingError::NotPending(_))) => {
-                        Ok(Observation::BookingClosed)
+                        return Ok(Observation::BookingClosed)
                     }
-                    other => booking_result(other).map(|()| Observation::Confirmed),
+                    other => booking_result(other)?,
                 }
+                // Confirmed, as the user sees it; now take the money. Until the gateway
+                // answers, the step is run again (the ledger and the booking ignore what
+                // they already did) and the capture asked again.
+                if let Err(unavailable) = self.bounded(self.gateway.capture(&saga.booking_id)).await
+                {
+                    tracing::info!(booking_id = %saga.booking_id, cause = %unavailable, "cannot capture the payment yet");
+                    return Ok(Observation::GatewayUnavailable);
+                }
+                Ok(Observation::Confirmed)
             }
             Step::Release { reason } => {
                 // Seats and the booking first: the user learns at once. The payment is
@@ -502,9 +513,13 @@ impl SagaRunner {
                     Err(ExecuteError::Domain(BookingError::NotPending(_))) => {}
                     other => booking_result(other)?,
                 }
-                if let Err(unavailable) = self.bounded(self.gateway.void(&saga.booking_id)).await {
-                    tracing::info!(booking_id = %saga.booking_id, cause = %unavailable, "cannot void the payment yet");
-                    return Ok(Observation::GatewayUnavailable);
+                if saga::voids_payment(reason) {
+                    if let Err(unavailable) =
+                        self.bounded(self.gateway.void(&saga.booking_id)).await
+                    {
+                        tracing::info!(booking_id = %saga.booking_id, cause = %unavailable, "cannot void the payment yet");
+                        return Ok(Observation::GatewayUnavailable);
+                    }
                 }
                 Ok(Observation::Compensated)
             }

@@ -165,15 +165,19 @@ async fn every_saga_finishes_after_a_crash_without_double_holds_or_charges() {
     assert_eq!(held, 0, "seats are still held");
     assert_eq!(sold, confirmed.iter().map(|(_, s)| *s as i64).sum::<i64>());
 
-    // The gateway's books: one authorization per confirmed booking, none kept for others.
-    let authorized: Vec<String> = sqlx::query_scalar(
-        "SELECT key FROM simulated_payments WHERE status = 'authorized' ORDER BY key",
+    // The gateway's books: one payment captured per confirmed booking, and no money
+    // held or taken for the others.
+    let taken: Vec<(String, String)> = sqlx::query_as(
+        "SELECT key, status FROM simulated_payments WHERE status IN ('authorized', 'captured') ORDER BY key",
     )
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    let mut expected: Vec<String> = confirmed.iter().map(|(id, _)| id.clone()).collect();
+    let mut expected: Vec<(String, String)> = confirmed
+        .iter()
+        .map(|(id, _)| (id.clone(), "captured".to_owned()))
+        .collect();
     expected.sort();
-    assert_eq!(authorized, expected);
+    assert_eq!(taken, expected);
     assert_eq!(restarted.terminate().await, Some(0));
 }

@@ -15,8 +15,11 @@
 //! Every step is idempotent where it acts (the seat ledger and the booking ignore a
 //! command that already happened; the payment gateway is called with the booking as its
 //! idempotency key), so a runner that crashes mid-step simply runs the step again.
-//! Release gives back held or sold seats and voids any authorization; Refund gives back
-//! sold seats and refunds the payment. The runner lives in command-api.
+//! Confirm captures the authorized payment once the booking is confirmed (the user
+//! learns first; an unreachable gateway only delays the capture). Release gives back
+//! held or sold seats and voids any authorization ([`voids_payment`] says when there
+//! can be one); Refund gives back sold seats and refunds the payment. The runner lives
+//! in command-api.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +34,8 @@ pub enum Step {
     Reserve,
     /// Seats are held until the deadline: have the payment authorized.
     Authorize,
-    /// Payment authorized: sell the held seats, confirm the booking.
+    /// Payment authorized: sell the held seats, confirm the booking, capture the
+    /// payment.
     Confirm,
     /// Compensate a booking that will not happen: release seats, void payment, reject.
     Release {
@@ -130,6 +134,16 @@ pub fn decide(step: Step, observation: Observation) -> Decision {
         // Nothing else can be seen at these steps; running the step again is safe.
         _ => Retry,
     }
+}
+
+/// Whether a booking released for `reason` may have an authorization to void. One
+/// refused its seats never reached the payment, and a declined card left nothing
+/// authorized (the gateway answers a booking the same way every time it is asked); any
+/// other release may follow an authorization, seen or not (the answer lost to a
+/// timeout), so it voids, which is harmless when there is nothing to void. Not voiding
+/// where nothing can be held means such a saga never waits for an unreachable gateway.
+pub fn voids_payment(reason: Reason) -> bool {
+    !matches!(reason, Reason::SoldOut | Reason::PaymentDeclined)
 }
 
 #[cfg(test)]
@@ -235,6 +249,17 @@ mod tests {
         );
         assert!(Step::Refund.compensates());
         assert!(!Step::Confirm.compensates());
+    }
+
+    #[test]
+    fn a_release_voids_only_where_an_authorization_can_exist() {
+        // Refused seats never reached the payment; a declined card holds nothing.
+        assert!(!voids_payment(Reason::SoldOut));
+        assert!(!voids_payment(Reason::PaymentDeclined));
+        // An expired hold may follow an authorization whose answer was lost, and an
+        // event cancellation can come after the payment was authorized.
+        assert!(voids_payment(Reason::HoldExpired));
+        assert!(voids_payment(Reason::EventCancelled));
     }
 
     #[test]
