@@ -20,7 +20,7 @@ use axum::Json;
 use cqrs_es::Aggregate;
 use domain::{DomainError, ErrorKind};
 use platform::auth::User;
-use platform::http::ApiError;
+use platform::http::{ApiError, IdempotencyKey};
 use rand::Rng;
 use serde_json::{json, Value};
 use tracing::Instrument;
@@ -59,24 +59,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
 
 impl RequestContext {
     fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
-        let idempotency_key = match headers.get("idempotency-key") {
-            None => None,
-            Some(value) => {
-                let key = value
-                    .to_str()
-                    .ok()
-                    .filter(|k| (1..=200).contains(&k.chars().count()));
-                Some(
-                    key.ok_or_else(|| {
-                        ApiError::bad_request(
-                            "invalid_idempotency_key",
-                            "Idempotency-Key must be 1 to 200 visible ASCII characters",
-                        )
-                    })?
-                    .to_owned(),
-                )
-            }
-        };
+        let IdempotencyKey(idempotency_key) = IdempotencyKey::from_headers(headers)?;
         let correlation_id = headers
             .get("x-correlation-id")
             .and_then(|v| v.to_str().ok())

@@ -325,6 +325,41 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     }
 }
 
+/// The `Idempotency-Key` header of a POST, when sent: 1 to 200 visible ASCII
+/// characters, else 400 `invalid_idempotency_key`. What a key promises (the same user
+/// repeating it with the same request gets the first answer again, and nothing is done
+/// twice) is up to each service.
+#[derive(Debug, Clone, Default)]
+pub struct IdempotencyKey(pub Option<String>);
+
+impl IdempotencyKey {
+    /// The key in `headers`, if any.
+    pub fn from_headers(headers: &axum::http::HeaderMap) -> Result<Self, ApiError> {
+        let Some(value) = headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        value
+            .to_str()
+            .ok()
+            .filter(|k| (1..=200).contains(&k.chars().count()))
+            .map(|k| Self(Some(k.to_owned())))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be 1 to 200 visible ASCII characters",
+                )
+            })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Self::from_headers(&parts.headers)
+    }
+}
+
 /// The `{id}` path segment as a UUID. Anything that is not a UUID cannot name anything
 /// we store, so it is answered like an unknown id: 404.
 #[derive(Debug, Clone, Copy)]

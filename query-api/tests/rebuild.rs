@@ -279,3 +279,76 @@ async fn every_projection_rebuilds_to_what_it_was() {
     );
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_rebuild_asked_again_with_its_idempotency_key_is_not_run_again() {
+    let stack = Stack::start_with(Options {
+        sagas: false,
+        ..Options::default()
+    })
+    .await;
+    busy_event(&stack, 1, 100).await;
+    let url = stack.query.url("/v1/admin/projections/events/rebuild");
+    let key = [("Idempotency-Key", "nightly-events-rebuild")];
+    let latest = |name: &'static str| {
+        let stack = &stack;
+        async move {
+            let listed = stack.query("/v1/admin/projections", &admin()).await;
+            listed
+                .body
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap()["rebuild"]
+                .clone()
+        }
+    };
+
+    let asked = testkit::api::post(&stack.client, &url, &admin(), &key, &json!({})).await;
+    assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.body);
+    let id = asked.body["id"].as_i64().unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "the rebuild to be done",
+        || async {
+            let rebuild = latest("events").await;
+            (rebuild["id"].as_i64() == Some(id) && rebuild["status"] == "done").then_some(())
+        },
+    )
+    .await;
+
+    // The retry of a request that was answered: the first answer, and nothing new
+    // asked for, although the rebuild it got is over.
+    let again = testkit::api::post(&stack.client, &url, &admin(), &key, &json!({})).await;
+    assert_eq!((again.status, &again.body), (asked.status, &asked.body));
+    assert_eq!(latest("events").await["id"].as_i64(), Some(id));
+
+    // The key on another request is refused, and asks for nothing.
+    let bookings = stack.query.url("/v1/admin/projections/bookings/rebuild");
+    let other = testkit::api::post(&stack.client, &bookings, &admin(), &key, &json!({})).await;
+    assert_eq!(
+        (other.status, other.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+    );
+    assert_eq!(latest("bookings").await, json!(null));
+
+    // A malformed key is a 400; without a key, the same request asks for a new rebuild.
+    let long = "k".repeat(201);
+    let malformed = testkit::api::post(
+        &stack.client,
+        &url,
+        &admin(),
+        &[("Idempotency-Key", &long)],
+        &json!({}),
+    )
+    .await;
+    assert_eq!(
+        (malformed.status, malformed.code()),
+        (StatusCode::BAD_REQUEST, "invalid_idempotency_key")
+    );
+    let fresh = testkit::api::post(&stack.client, &url, &admin(), &[], &json!({})).await;
+    assert_eq!(fresh.status, StatusCode::ACCEPTED);
+    assert!(fresh.body["id"].as_i64().unwrap() > id);
+    stack.stop().await;
+}

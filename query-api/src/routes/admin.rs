@@ -2,15 +2,16 @@
 //!
 //! A rebuild asked for here is recorded and run by a projector service (its rebuild
 //! worker looks every second); asking while one is requested or running answers that
-//! one. Its progress shows in the list.
+//! one. Its progress shows in the list. An `Idempotency-Key` the admin used before for
+//! the same request answers the rebuild that request got, even once it is done.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use platform::auth::Admin;
-use platform::http::{ApiError, JsonBody};
-use projector::rebuild::{self, RebuildError};
+use platform::http::{ApiError, IdempotencyKey, JsonBody};
+use projector::rebuild::{self, RebuildError, RequestKey};
 use projector::status;
 use serde_json::{json, Value};
 
@@ -33,16 +34,26 @@ async fn list(State(app): State<AppState>, _admin: Admin) -> Result<Json<Value>,
 
 async fn rebuild(
     State(app): State<AppState>,
-    _admin: Admin,
+    Admin(user): Admin,
     Path(name): Path<String>,
-    _body: JsonBody<Value>,
+    IdempotencyKey(key): IdempotencyKey,
+    body: JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    match rebuild::request(&app.read, &name).await {
+    let key = key.as_deref().map(|key| RequestKey {
+        user_id: &user.id,
+        key,
+        fingerprint: &body.fingerprint,
+    });
+    match rebuild::request(&app.read, &name, key).await {
         Ok(id) => Ok((
             StatusCode::ACCEPTED,
             Json(json!({ "id": id, "projection": name, "status": "requested" })),
         )),
         Err(err @ RebuildError::Unknown(_)) => Err(ApiError::not_found(err.to_string())),
+        Err(err @ RebuildError::KeyReused) => Err(ApiError::unprocessable(
+            "idempotency_key_reused",
+            err.to_string(),
+        )),
         Err(err) => Err(ApiError::unexpected(err)),
     }
 }
