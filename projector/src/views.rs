@@ -12,6 +12,7 @@ use domain::location::{Hall, LocationFact};
 use platform::kafka::WireEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sqlx::postgres::PgRow;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -36,8 +37,10 @@ pub enum ApplyError {
     NoTime,
 }
 
-/// One read model.
-pub trait View: Sized + Clone + Send + Sync + Unpin + 'static {
+/// One read model: a row type read with `SELECT *` from its table.
+pub trait View:
+    Sized + Clone + Send + Sync + Unpin + for<'r> sqlx::FromRow<'r, PgRow> + 'static
+{
     /// The projection's name in the API and the CLI.
     const PROJECTION: &'static str;
     /// The aggregate type whose events it consumes.
@@ -64,7 +67,14 @@ pub trait View: Sized + Clone + Send + Sync + Unpin + 'static {
         conn: &mut PgConnection,
         table: &str,
         ids: &[Uuid],
-    ) -> impl std::future::Future<Output = sqlx::Result<Vec<Self>>> + Send;
+    ) -> impl std::future::Future<Output = sqlx::Result<Vec<Self>>> + Send {
+        async move {
+            sqlx::query_as(&format!("SELECT * FROM {table} WHERE id = ANY($1)"))
+                .bind(ids)
+                .fetch_all(conn)
+                .await
+        }
+    }
 
     /// Writes `rows` into `table`; a stored row is replaced only by a newer one.
     fn store(
@@ -174,13 +184,6 @@ impl View for LocationRow {
 
     fn set_last_sequence(&mut self, sequence: i64) {
         self.last_sequence = sequence;
-    }
-
-    async fn load(conn: &mut PgConnection, table: &str, ids: &[Uuid]) -> sqlx::Result<Vec<Self>> {
-        sqlx::query_as(&format!("SELECT * FROM {table} WHERE id = ANY($1)"))
-            .bind(ids)
-            .fetch_all(conn)
-            .await
     }
 
     async fn store(conn: &mut PgConnection, table: &str, rows: &[Self]) -> sqlx::Result<()> {
@@ -318,13 +321,6 @@ impl View for EventRow {
 
     fn set_last_sequence(&mut self, sequence: i64) {
         self.last_sequence = sequence;
-    }
-
-    async fn load(conn: &mut PgConnection, table: &str, ids: &[Uuid]) -> sqlx::Result<Vec<Self>> {
-        sqlx::query_as(&format!("SELECT * FROM {table} WHERE id = ANY($1)"))
-            .bind(ids)
-            .fetch_all(conn)
-            .await
     }
 
     async fn store(conn: &mut PgConnection, table: &str, rows: &[Self]) -> sqlx::Result<()> {
@@ -499,13 +495,6 @@ impl View for BookingRow {
 
     fn set_last_sequence(&mut self, sequence: i64) {
         self.last_sequence = sequence;
-    }
-
-    async fn load(conn: &mut PgConnection, table: &str, ids: &[Uuid]) -> sqlx::Result<Vec<Self>> {
-        sqlx::query_as(&format!("SELECT * FROM {table} WHERE id = ANY($1)"))
-            .bind(ids)
-            .fetch_all(conn)
-            .await
     }
 
     async fn store(conn: &mut PgConnection, table: &str, rows: &[Self]) -> sqlx::Result<()> {
