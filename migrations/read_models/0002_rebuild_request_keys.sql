@@ -1,7 +1,8 @@
 -- `Idempotency-Key` on POST /v1/admin/projections/{name}/rebuild: a key the same
 -- admin used before, with the same request, answers the rebuild it asked for then, even
 -- once that rebuild is done, and asks for nothing new. Recorded in the transaction that
--- answers the request; kept 24 hours, like the command side's keys.
+-- answers the request; kept as long as the command side's keys
+-- (`BOXOFFICE_IDEMPOTENCY_TTL_HOURS`, default 24).
 CREATE TABLE rebuild_request_keys
 (
     user_id             text        NOT NULL,

@@ -82,10 +82,9 @@ pub struct RequestKey<'a> {
     pub key: &'a str,
     /// The request's fingerprint.
     pub fingerprint: &'a str,
+    /// How long the key is remembered.
+    pub ttl: Duration,
 }
-
-/// How long a request's `Idempotency-Key` is remembered.
-const KEY_TTL: &str = "24 hours";
 
 /// Asks for a rebuild of `name`, to be run by a projector service. Asking while one is
 /// requested or running returns that one. With a `key` the same user used before for
@@ -109,11 +108,11 @@ pub async fn request(
         let first: Option<(String, i64)> = sqlx::query_as(
             "SELECT request_fingerprint, rebuild_id FROM rebuild_request_keys
               WHERE user_id = $1 AND idempotency_key = $2
-                AND created_at > now() - $3::interval",
+                AND created_at > now() - make_interval(secs => $3)",
         )
         .bind(key.user_id)
         .bind(key.key)
-        .bind(KEY_TTL)
+        .bind(key.ttl.as_secs_f64())
         .fetch_optional(&mut *tx)
         .await?;
         match first {
@@ -164,10 +163,12 @@ pub async fn request(
         .execute(&mut *tx)
         .await?;
         // The table stays small: expired keys go as new ones come.
-        sqlx::query("DELETE FROM rebuild_request_keys WHERE created_at < now() - $1::interval")
-            .bind(KEY_TTL)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM rebuild_request_keys WHERE created_at < now() - make_interval(secs => $1)",
+        )
+        .bind(key.ttl.as_secs_f64())
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(id)

@@ -3,6 +3,7 @@
 //! `run(listener, shutdown)` serves until the token is cancelled.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::FromRef;
@@ -28,6 +29,8 @@ pub struct App {
     pub jwt: Jwt,
     /// The metrics.
     pub metrics: Metrics,
+    /// How long a rebuild request's `Idempotency-Key` is remembered.
+    pub idempotency_ttl: Duration,
 }
 
 /// The state handed to axum: cheap to clone.
@@ -66,6 +69,7 @@ impl Application {
             store,
             jwt: Jwt::new(&config.jwt_secret),
             metrics: Metrics::new(&mut registry),
+            idempotency_ttl: config.idempotency_ttl,
         };
         Ok(Self {
             state: AppState(Arc::new(app)),

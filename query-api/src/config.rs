@@ -1,6 +1,7 @@
 //! query-api configuration, from the environment (see `.env.example`).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use platform::config::{parse_or, required, var_or};
 
@@ -15,6 +16,9 @@ pub struct Config {
     pub jwt_secret: String,
     /// `QUERY_API_ADDR` (default `127.0.0.1:8081`).
     pub addr: SocketAddr,
+    /// `BOXOFFICE_IDEMPOTENCY_TTL_HOURS` (default 24, as in command-api): how long the
+    /// `Idempotency-Key` of a rebuild request is remembered.
+    pub idempotency_ttl: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -24,6 +28,7 @@ impl std::fmt::Debug for Config {
             .field("read_database_url", &"<redacted>")
             .field("jwt_secret", &"<redacted>")
             .field("addr", &self.addr)
+            .field("idempotency_ttl", &self.idempotency_ttl)
             .finish()
     }
 }
@@ -37,6 +42,9 @@ impl Config {
             database_url,
             jwt_secret: required("BOXOFFICE_JWT_SECRET")?,
             addr: parse_or("QUERY_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?,
+            idempotency_ttl: Duration::from_secs(
+                3600 * parse_or::<u64>("BOXOFFICE_IDEMPOTENCY_TTL_HOURS", 24)?,
+            ),
         })
     }
 }

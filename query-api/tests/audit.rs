@@ -24,6 +24,7 @@ async fn store_and_query_api() -> (TestDb, Running) {
         read_database_url: db.url.clone(),
         jwt_secret: JWT_SECRET.to_owned(),
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        idempotency_ttl: std::time::Duration::from_secs(24 * 3600),
     })
     .await
     .unwrap();

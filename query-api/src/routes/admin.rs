@@ -43,6 +43,7 @@ async fn rebuild(
         user_id: &user.id,
         key,
         fingerprint: &body.fingerprint,
+        ttl: app.idempotency_ttl,
     });
     match rebuild::request(&app.read, &name, key).await {
         Ok(id) => Ok((

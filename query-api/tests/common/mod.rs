@@ -111,6 +111,7 @@ impl Stack {
             read_database_url: db.url.clone(),
             jwt_secret: JWT_SECRET.to_owned(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            idempotency_ttl: std::time::Duration::from_secs(24 * 3600),
         })
         .await
         .expect("query-api");
