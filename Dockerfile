@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# One image for the three services; compose picks the binary with `command`.
+# One image for every service; compose picks the binary with `command`.
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
@@ -7,9 +7,10 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p command-api -p projector -p query-api \
+    cargo build --release --locked -p command-api -p projector -p query-api -p payment-gateway \
  && mkdir -p /out \
- && cp target/release/command-api target/release/projector target/release/query-api /out/
+ && cp target/release/command-api target/release/projector target/release/query-api \
+       target/release/payment-gateway /out/
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \

@@ -282,10 +282,15 @@ start_postgres() (
         fi
     fi
 
-    if [[ "$(pg_psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'boxoffice'")" != 1 ]]; then
-        say "creating database boxoffice"
-        pg_psql -d postgres -c 'CREATE DATABASE boxoffice'
-    fi
+    # The event store and read models, and the payment gateway's books (a database of
+    # its own, as a provider's would be).
+    local db
+    for db in boxoffice boxoffice_payments; do
+        if [[ "$(pg_psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" != 1 ]]; then
+            say "creating database $db"
+            pg_psql -d postgres -c "CREATE DATABASE $db"
+        fi
+    done
 )
 
 stop_postgres() (
@@ -440,6 +445,10 @@ write_env_file() (
         printf 'export COMMAND_API_ADDR=%q\n' "${COMMAND_API_ADDR:-127.0.0.1:${BOXOFFICE_COMMAND_PORT:-8080}}"
         printf 'export QUERY_API_ADDR=%q\n' "${QUERY_API_ADDR:-127.0.0.1:${BOXOFFICE_QUERY_PORT:-8081}}"
         printf 'export PROJECTOR_ADDR=%q\n' "${PROJECTOR_ADDR:-127.0.0.1:${BOXOFFICE_PROJECTOR_PORT:-8082}}"
+        local payments="${PAYMENT_GATEWAY_ADDR:-127.0.0.1:${BOXOFFICE_PAYMENTS_PORT:-8083}}"
+        printf 'export PAYMENT_GATEWAY_ADDR=%q\n' "$payments"
+        printf 'export PAYMENT_GATEWAY_URL=%q\n' "http://$payments"
+        printf 'export PAYMENT_DATABASE_URL=%q\n' "postgres://boxoffice:boxoffice@127.0.0.1:$PG_PORT/boxoffice_payments"
     } >"$tmp"
     mv -f "$tmp" "$env_file"
     say "wrote $env_file"

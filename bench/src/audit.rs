@@ -380,6 +380,11 @@ async fn appends(pool: &PgPool, clients: usize, length: Duration) -> anyhow::Res
                         .bind(["1.0"])
                         .bind([payload])
                         .bind([metadata])
+                        // No sagas or keys: a location's fact starts none.
+                        .bind(json!([]))
+                        .bind(json!([]))
+                        .bind(json!([]))
+                        .bind(json!([]))
                         .execute(&pool)
                         .await?;
                     measured.record(began.elapsed());

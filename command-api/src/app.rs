@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 use crate::append::Appender;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::payment::SimulatedGateway;
+use crate::payment::GatewayClient;
+use crate::reconcile::Reconciler;
 use crate::relay::{notify_after_commits, Relay};
 use crate::routes;
 use crate::saga::SagaRunner;
@@ -45,8 +46,8 @@ pub struct App {
     pub events: AggregateStore<Event>,
     /// Bookings.
     pub bookings: AggregateStore<Booking>,
-    /// The simulated payment gateway (tests make it unreachable).
-    pub gateway: Arc<SimulatedGateway>,
+    /// The payment gateway's client.
+    pub gateway: GatewayClient,
 }
 
 /// The state handed to axum: cheap to clone.
@@ -88,10 +89,7 @@ impl Application {
         let (appended, _) = watch::channel(0u64);
         let appender = Appender::start(pool.clone(), config.append_writers, metrics.clone());
         let app = App {
-            gateway: Arc::new(SimulatedGateway::new(
-                pool.clone(),
-                config.saga.payment_latency,
-            )),
+            gateway: GatewayClient::new(&config.payment, metrics.clone())?,
             jwt: Jwt::new(&config.jwt_secret),
             locations: AggregateStore::new(
                 pool.clone(),
@@ -168,6 +166,14 @@ impl Application {
                 self.state.metrics.clone(),
             );
             workers.spawn(Arc::new(runner).run(self.appended.subscribe(), shutdown.clone()));
+            let reconciler = Reconciler::new(
+                pool.clone(),
+                self.state.bookings.clone(),
+                self.state.gateway.clone(),
+                self.config.payment.clone(),
+                self.state.metrics.clone(),
+            );
+            workers.spawn(reconciler.run(shutdown.clone()));
         }
         workers.spawn(expire_idempotency_keys(
             pool.clone(),

@@ -22,28 +22,76 @@
 use std::sync::Arc;
 
 use cqrs_es::persist::SerializedEvent;
-use serde_json::Value;
+use domain::policy::{KeyRecord, Reaction};
+use domain::saga::Step;
+use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::metrics::Metrics;
 
-/// The statement that appends events, of one aggregate or several: arrays of aggregate
-/// types, aggregate ids, sequences, event types, versions, payloads and metadata, one
-/// element per event, in the order they are to be stored (positions follow it).
-pub const APPEND_SQL: &str =
-    "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-     SELECT a, i, s, t, v, p, m
-       FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
-            AS u(a, i, s, t, v, p, m)";
+/// The statement that appends events, of one aggregate or several, and writes what the
+/// saga policy (`domain::policy`) decided about them, atomically:
+///
+/// - `$1`..`$7`: arrays of aggregate types, aggregate ids, sequences, event types,
+///   versions, payloads and metadata, one element per event, in the order they are to
+///   be stored (positions follow it);
+/// - `$8`: booking sagas to start, `$9`: booking sagas to move, `$10`: event
+///   cancellation sagas to start, `$11`: `Idempotency-Key` records; each a JSON array
+///   of rows (empty when there are none).
+///
+/// One statement is one transaction: the facts, the sagas they start and the keys they
+/// answer are written together or not at all. The sub-statements all see the store as
+/// it was before the statement, which is all they need: a batch never holds two
+/// appends of one aggregate, so no saga is started and moved by one statement.
+pub const APPEND_SQL: &str = "
+WITH appended AS (
+    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+    SELECT a, i, s, t, v, p, m
+      FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
+           AS u(a, i, s, t, v, p, m)
+    RETURNING 1
+), started AS (
+    INSERT INTO booking_sagas (booking_id, event_id, seats, amount_cents, currency, card_token, correlation_id, step)
+    SELECT x.booking_id, x.event_id, x.seats, x.amount_cents, x.currency, x.card_token, x.correlation_id, 'reserve'
+      FROM jsonb_to_recordset($8::jsonb)
+           AS x(booking_id text, event_id text, seats integer, amount_cents bigint, currency text,
+                card_token text, correlation_id text)
+    ON CONFLICT (booking_id) DO NOTHING
+), moved AS (
+    -- The lease stays as it is: a runner still busy with the old step finishes it, finds
+    -- its save refused (the version moved) and lets go; then the new step is taken up.
+    UPDATE booking_sagas s
+       SET step = x.step, reason = x.reason, outcome = NULL, attempts = 0, due_at = now(),
+           last_error = NULL, version = s.version + 1, updated_at = now(),
+           correlation_id = x.correlation_id
+      FROM jsonb_to_recordset($9::jsonb)
+           AS x(booking_id text, step text, reason text, unless_at text[], correlation_id text)
+     WHERE s.booking_id = x.booking_id AND s.step <> ALL (x.unless_at)
+), cancellations AS (
+    INSERT INTO event_cancellation_sagas (event_id, correlation_id)
+    SELECT x.event_id, x.correlation_id
+      FROM jsonb_to_recordset($10::jsonb) AS x(event_id text, correlation_id text)
+    ON CONFLICT (event_id) DO NOTHING
+), keys AS (
+    -- A key held by another command makes the whole statement fail (unique violation
+    -- on idempotency_keys_pkey): the command answers with that command's result.
+    INSERT INTO idempotency_keys (user_id, idempotency_key, request_fingerprint, request_id,
+                                  aggregate_type, aggregate_id, last_sequence)
+    SELECT x.user_id, x.idempotency_key, x.request_fingerprint, x.request_id,
+           x.aggregate_type, x.aggregate_id, x.last_sequence
+      FROM jsonb_to_recordset($11::jsonb)
+           AS x(user_id text, idempotency_key text, request_fingerprint text, request_id text,
+                aggregate_type text, aggregate_id text, last_sequence bigint)
+)
+SELECT count(*) FROM appended";
 
 /// The most events one statement carries. Bounds the statement's size and the time its
 /// transaction holds locks.
 pub const MAX_BATCH_EVENTS: usize = 512;
 
-/// The SQLSTATE the append trigger raises when an `Idempotency-Key` is held by another
-/// command (see the event-store migration).
-const KEY_TAKEN_SQLSTATE: &str = "BX409";
+/// The constraint an `Idempotency-Key` held by another command violates.
+const KEY_TAKEN_CONSTRAINT: &str = "idempotency_keys_pkey";
 
 /// The SQLSTATE the chain trigger raises for an event that does not follow a stored one.
 const BROKEN_CHAIN_SQLSTATE: &str = "BX422";
@@ -71,11 +119,22 @@ pub enum AppendError {
     Store(Arc<sqlx::Error>),
 }
 
+/// What the saga policy decided about an append's events, written with them.
+#[derive(Debug, Clone, Default)]
+pub struct Effects {
+    /// Sagas started or moved (`domain::policy::reactions`).
+    pub reactions: Vec<Reaction>,
+    /// The records of the `Idempotency-Key`s of the commands appended
+    /// (`domain::policy::key_record`).
+    pub keys: Vec<KeyRecord>,
+}
+
 /// One aggregate's events, waiting to be written.
 struct Append {
     aggregate_type: &'static str,
     aggregate_id: String,
     events: Vec<SerializedEvent>,
+    effects: Effects,
     reply: oneshot::Sender<Result<(), AppendError>>,
 }
 
@@ -96,18 +155,20 @@ impl Appender {
     }
 
     /// Appends `events` (consecutive sequences of one aggregate, following what is
-    /// stored) and waits until they are committed, or refused.
+    /// stored) with their `effects`, and waits until they are committed, or refused.
     pub async fn append(
         &self,
         aggregate_type: &'static str,
         aggregate_id: &str,
         events: Vec<SerializedEvent>,
+        effects: Effects,
     ) -> Result<(), AppendError> {
         let (reply, answer) = oneshot::channel();
         let append = Append {
             aggregate_type,
             aggregate_id: aggregate_id.to_owned(),
             events,
+            effects,
             reply,
         };
         if self.queue.send(append).is_err() {
@@ -184,25 +245,29 @@ impl Failure {
         self.0.as_database_error().and_then(|db| db.code())
     }
 
+    /// Whether it is an `Idempotency-Key` held by another command.
+    fn key_taken(&self) -> bool {
+        self.0
+            .as_database_error()
+            .and_then(|db| db.constraint())
+            .is_some_and(|c| c == KEY_TAKEN_CONSTRAINT)
+    }
+
     /// Whether the failure comes from one of the statement's appends (the others may
     /// well succeed alone), not from the store as a whole.
     fn caused_by_one_append(&self) -> bool {
         self.sqlstate().is_some_and(|code| {
-            [
-                UNIQUE_VIOLATION,
-                KEY_TAKEN_SQLSTATE,
-                BROKEN_CHAIN_SQLSTATE,
-                DEADLOCK_DETECTED,
-            ]
-            .contains(&&*code)
+            [UNIQUE_VIOLATION, BROKEN_CHAIN_SQLSTATE, DEADLOCK_DETECTED].contains(&&*code)
         })
     }
 
     fn into_error(self) -> AppendError {
+        if self.key_taken() {
+            return AppendError::KeyTaken;
+        }
         match self.sqlstate().as_deref() {
             // A deadlock aborted the statement, which wrote nothing: try again.
             Some(UNIQUE_VIOLATION | DEADLOCK_DETECTED) => AppendError::Conflict,
-            Some(KEY_TAKEN_SQLSTATE) => AppendError::KeyTaken,
             _ => AppendError::Store(Arc::new(self.0)),
         }
     }
@@ -229,6 +294,7 @@ async fn insert(pool: &PgPool, batch: &[Append]) -> Result<(), Failure> {
             metadata.push(&event.metadata);
         }
     }
+    let effects = EffectRows::of(batch);
     sqlx::query(APPEND_SQL)
         .bind(&types)
         .bind(&ids)
@@ -237,8 +303,81 @@ async fn insert(pool: &PgPool, batch: &[Append]) -> Result<(), Failure> {
         .bind(&versions)
         .bind(&payloads)
         .bind(&metadata)
+        .bind(&effects.started)
+        .bind(&effects.moved)
+        .bind(&effects.cancellations)
+        .bind(&effects.keys)
         .execute(pool)
         .await
         .map(drop)
         .map_err(Failure)
+}
+
+/// The effects of a batch as the JSON rows [`APPEND_SQL`] takes.
+struct EffectRows {
+    started: Value,
+    moved: Value,
+    cancellations: Value,
+    keys: Value,
+}
+
+impl EffectRows {
+    fn of(batch: &[Append]) -> Self {
+        let (mut started, mut moved, mut cancellations, mut keys) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for effects in batch.iter().map(|a| &a.effects) {
+            for reaction in &effects.reactions {
+                match reaction {
+                    Reaction::StartBookingSaga(saga) => started.push(json!({
+                        "booking_id": saga.booking_id,
+                        "event_id": saga.event_id,
+                        "seats": saga.seats,
+                        "amount_cents": saga.amount_cents,
+                        "currency": saga.currency,
+                        "card_token": saga.card_token,
+                        "correlation_id": saga.correlation_id,
+                    })),
+                    Reaction::MoveBookingSaga {
+                        booking_id,
+                        to,
+                        unless_at,
+                        correlation_id,
+                    } => moved.push(json!({
+                        "booking_id": booking_id,
+                        "step": to.name(),
+                        "reason": match to {
+                            Step::Release { reason } => Some(reason.as_str()),
+                            _ => None,
+                        },
+                        "unless_at": unless_at,
+                        "correlation_id": correlation_id,
+                    })),
+                    Reaction::StartEventCancellation {
+                        event_id,
+                        correlation_id,
+                    } => cancellations.push(json!({
+                        "event_id": event_id,
+                        "correlation_id": correlation_id,
+                    })),
+                }
+            }
+            for key in &effects.keys {
+                keys.push(json!({
+                    "user_id": key.user_id,
+                    "idempotency_key": key.key,
+                    "request_fingerprint": key.fingerprint,
+                    "request_id": key.request_id,
+                    "aggregate_type": key.aggregate_type,
+                    "aggregate_id": key.aggregate_id,
+                    "last_sequence": key.last_sequence,
+                }));
+            }
+        }
+        Self {
+            started: Value::Array(started),
+            moved: Value::Array(moved),
+            cancellations: Value::Array(cancellations),
+            keys: Value::Array(keys),
+        }
+    }
 }

@@ -29,6 +29,8 @@ pub struct Config {
     pub relay: RelayConfig,
     /// The sagas' settings.
     pub saga: SagaConfig,
+    /// How the payment gateway is reached, and reconciled with.
+    pub payment: PaymentConfig,
     /// `BOXOFFICE_IDEMPOTENCY_TTL_HOURS` (default 24): how long an `Idempotency-Key` is
     /// remembered.
     pub idempotency_ttl: Duration,
@@ -61,12 +63,49 @@ pub struct SagaConfig {
     /// `BOXOFFICE_HOLD_TTL_SECS` (default 600, fractions allowed): how long seats stay
     /// held for a payment that does not answer.
     pub hold_ttl: Duration,
-    /// `PAYMENT_LATENCY_MS` (default 0): the simulated gateway's latency per call.
-    pub payment_latency: Duration,
-    /// `PAYMENT_TIMEOUT_MS` (default 5000): how long one gateway call may take.
-    pub payment_timeout: Duration,
     /// `BOXOFFICE_SAGA_CONCURRENCY` (default 64): sagas carried on at once per process.
     pub concurrency: usize,
+}
+
+/// The payment gateway's client and the reconciliation sweep.
+#[derive(Clone)]
+pub struct PaymentConfig {
+    /// `PAYMENT_GATEWAY_URL` (default `http://127.0.0.1:8083`).
+    pub url: String,
+    /// `PAYMENT_GATEWAY_KEY` (optional): the secret key sent as a bearer token, as the
+    /// gateway requires when it has one. Never logged.
+    pub key: Option<String>,
+    /// `PAYMENT_TIMEOUT_MS` (default 2000): how long one attempt of a call may take.
+    pub timeout: Duration,
+    /// `PAYMENT_RETRIES` (default 2): attempts after the first, for a call that failed
+    /// for a reason that may pass (not reached, timed out, 5xx).
+    pub retries: u32,
+    /// `PAYMENT_CIRCUIT_FAILURES` (default 5): failures in a row that open the circuit.
+    pub circuit_failures: u32,
+    /// `PAYMENT_CIRCUIT_OPEN_MS` (default 5000): how long an open circuit holds calls
+    /// back before one probe goes through.
+    pub circuit_open: Duration,
+    /// `BOXOFFICE_RECONCILE_EVERY_SECS` (default 60; 0 turns the sweep off): how often
+    /// the gateway's authorized intents are checked against the bookings.
+    pub reconcile_every: Duration,
+    /// `BOXOFFICE_RECONCILE_AFTER_SECS` (default 300): intents younger than this are
+    /// left to their sagas.
+    pub reconcile_after: Duration,
+}
+
+impl std::fmt::Debug for PaymentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaymentConfig")
+            .field("url", &self.url)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .field("circuit_failures", &self.circuit_failures)
+            .field("circuit_open", &self.circuit_open)
+            .field("reconcile_every", &self.reconcile_every)
+            .field("reconcile_after", &self.reconcile_after)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -81,6 +120,7 @@ impl std::fmt::Debug for Config {
             .field("addr", &self.addr)
             .field("relay", &self.relay)
             .field("saga", &self.saga)
+            .field("payment", &self.payment)
             .field("idempotency_ttl", &self.idempotency_ttl)
             .finish()
     }
@@ -112,9 +152,17 @@ impl Config {
             saga: SagaConfig {
                 enabled: true,
                 hold_ttl: Duration::from_secs(600),
-                payment_latency: Duration::ZERO,
-                payment_timeout: Duration::from_millis(5000),
                 concurrency: 64,
+            },
+            payment: PaymentConfig {
+                url: "http://127.0.0.1:8083".into(),
+                key: None,
+                timeout: Duration::from_millis(2000),
+                retries: 2,
+                circuit_failures: 5,
+                circuit_open: Duration::from_millis(5000),
+                reconcile_every: Duration::from_secs(60),
+                reconcile_after: Duration::from_secs(300),
             },
             idempotency_ttl: Duration::from_secs(24 * 3600),
         }
@@ -153,9 +201,25 @@ impl Config {
                     "BOXOFFICE_HOLD_TTL_SECS",
                     d.saga.hold_ttl.as_secs_f64(),
                 )?),
-                payment_latency: millis("PAYMENT_LATENCY_MS", d.saga.payment_latency)?,
-                payment_timeout: millis("PAYMENT_TIMEOUT_MS", d.saga.payment_timeout)?,
                 concurrency: parse_or("BOXOFFICE_SAGA_CONCURRENCY", d.saga.concurrency)?,
+            },
+            payment: PaymentConfig {
+                url: var_or("PAYMENT_GATEWAY_URL", &d.payment.url),
+                key: std::env::var("PAYMENT_GATEWAY_KEY")
+                    .ok()
+                    .filter(|k| !k.is_empty()),
+                timeout: millis("PAYMENT_TIMEOUT_MS", d.payment.timeout)?,
+                retries: parse_or("PAYMENT_RETRIES", d.payment.retries)?,
+                circuit_failures: parse_or("PAYMENT_CIRCUIT_FAILURES", d.payment.circuit_failures)?,
+                circuit_open: millis("PAYMENT_CIRCUIT_OPEN_MS", d.payment.circuit_open)?,
+                reconcile_every: Duration::from_secs(parse_or(
+                    "BOXOFFICE_RECONCILE_EVERY_SECS",
+                    d.payment.reconcile_every.as_secs(),
+                )?),
+                reconcile_after: Duration::from_secs(parse_or(
+                    "BOXOFFICE_RECONCILE_AFTER_SECS",
+                    d.payment.reconcile_after.as_secs(),
+                )?),
             },
             idempotency_ttl: Duration::from_secs(
                 3600 * parse_or::<u64>(

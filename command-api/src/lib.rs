@@ -14,7 +14,9 @@
 //! - [`idempotency`]: `Idempotency-Key` records.
 //! - [`relay`]: the outbox relay publishing appended events to Kafka.
 //! - [`saga`]: the booking saga runner (seat hold, payment, confirmation,
-//!   compensation) and [`payment`], the payment gateway port and its simulation.
+//!   compensation); [`payment`], the client of the payment gateway (timeouts, retries,
+//!   a circuit breaker); [`reconcile`], the sweep that checks the gateway's books
+//!   against the bookings.
 //! - [`metrics`]: what `/metrics` exports.
 
 pub mod app;
@@ -24,6 +26,7 @@ pub mod config;
 pub mod idempotency;
 pub mod metrics;
 pub mod payment;
+pub mod reconcile;
 pub mod relay;
 mod routes;
 pub mod saga;

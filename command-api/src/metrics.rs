@@ -58,6 +58,82 @@ pub struct StatusLabel {
     pub status: &'static str,
 }
 
+/// A call to the payment gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentOperation {
+    /// Create (authorize) a payment intent.
+    Authorize,
+    /// Capture an intent.
+    Capture,
+    /// Void an intent.
+    Void,
+    /// Void whatever a key holds, now and later.
+    VoidKey,
+    /// Refund an intent.
+    Refund,
+    /// Look an intent up by key.
+    Find,
+    /// List intents (reconciliation).
+    List,
+}
+
+impl PaymentOperation {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Authorize => "authorize",
+            Self::Capture => "capture",
+            Self::Void => "void",
+            Self::VoidKey => "void_key",
+            Self::Refund => "refund",
+            Self::Find => "find",
+            Self::List => "list",
+        }
+    }
+}
+
+/// Labels of a payment gateway call attempt.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PaymentCallLabels {
+    /// `authorize`, `capture`, `void`, `void_key`, `refund`, `find` or `list`.
+    pub operation: &'static str,
+    /// `ok`, `refused` (a 4xx or a malformed answer), `unavailable` (not reached, 5xx),
+    /// `timeout` or `circuit_open` (not sent).
+    pub outcome: &'static str,
+}
+
+/// Labels naming a payment gateway operation.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PaymentOperationLabel {
+    /// As in [`PaymentCallLabels`].
+    pub operation: &'static str,
+}
+
+impl PaymentCallLabels {
+    /// The label naming `operation` alone.
+    pub fn name(operation: PaymentOperation) -> PaymentOperationLabel {
+        PaymentOperationLabel {
+            operation: operation.as_str(),
+        }
+    }
+}
+
+/// Labels of the circuit breaker's state.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CircuitLabel {
+    /// `closed`, `open` or `half_open`.
+    pub state: &'static str,
+}
+
+/// Labels of a reconciliation finding.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabel {
+    /// `captured` (a confirmed booking's payment left uncaptured), `voided` (an
+    /// authorization held for a booking that did not happen) or `orphaned` (an
+    /// authorization for no booking of ours, voided).
+    pub finding: &'static str,
+}
+
 /// Every metric command-api exports.
 #[derive(Clone)]
 pub struct Metrics {
@@ -97,6 +173,18 @@ pub struct Metrics {
     pub deadlines_fired: Counter,
     /// Bookings that reached a final status through this process's sagas.
     pub bookings_final: Family<StatusLabel, Counter>,
+    /// Attempts of payment gateway calls, by operation and outcome.
+    pub payment_calls: Family<PaymentCallLabels, Counter>,
+    /// Payment gateway calls' latency (with their retries), by operation.
+    pub payment_call_seconds: Family<PaymentOperationLabel, Histogram>,
+    /// 1 for the circuit breaker's current state, 0 for the others.
+    pub payment_circuit_state: Family<CircuitLabel, Gauge>,
+    /// Times the circuit breaker opened.
+    pub payment_circuit_opened: Counter,
+    /// What the reconciliation sweep found and mended, by finding.
+    pub reconciliation_findings: Family<FindingLabel, Counter>,
+    /// Reconciliation passes completed.
+    pub reconciliation_passes: Counter,
 }
 
 impl Metrics {
@@ -127,6 +215,12 @@ impl Metrics {
             compensations: Family::default(),
             deadlines_fired: Counter::default(),
             bookings_final: Family::default(),
+            payment_calls: Family::default(),
+            payment_call_seconds: Family::new_with_constructor(latency_histogram),
+            payment_circuit_state: Family::default(),
+            payment_circuit_opened: Counter::default(),
+            reconciliation_findings: Family::default(),
+            reconciliation_passes: Counter::default(),
         };
         registry.register(
             "boxoffice_commands",
@@ -217,6 +311,36 @@ impl Metrics {
             "boxoffice_bookings_final",
             "Bookings that reached a final status, by status",
             metrics.bookings_final.clone(),
+        );
+        registry.register(
+            "boxoffice_payment_calls",
+            "Payment gateway call attempts, by operation and outcome",
+            metrics.payment_calls.clone(),
+        );
+        registry.register(
+            "boxoffice_payment_call_duration_seconds",
+            "Payment gateway call latency in seconds, retries included",
+            metrics.payment_call_seconds.clone(),
+        );
+        registry.register(
+            "boxoffice_payment_circuit_state",
+            "The payment gateway circuit breaker's state (1 for the current one)",
+            metrics.payment_circuit_state.clone(),
+        );
+        registry.register(
+            "boxoffice_payment_circuit_opened",
+            "Times the payment gateway circuit breaker opened",
+            metrics.payment_circuit_opened.clone(),
+        );
+        registry.register(
+            "boxoffice_reconciliation_findings",
+            "Payments the reconciliation sweep found out of line and mended, by finding",
+            metrics.reconciliation_findings.clone(),
+        );
+        registry.register(
+            "boxoffice_reconciliation_passes",
+            "Reconciliation passes completed",
+            metrics.reconciliation_passes.clone(),
         );
         metrics
     }

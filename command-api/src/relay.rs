@@ -1,8 +1,13 @@
 //! The outbox relay: publishes appended events to Kafka, in order, once.
 //!
-//! - **One leader.** Every command-api process runs a relay; the one holding a Postgres
-//!   advisory lock (on a connection of its own) publishes, the others wait to take
-//!   over. Losing that connection loses the lock, and the leader steps down.
+//! - **One leader, fenced.** Every command-api process runs a relay; the one holding a
+//!   Postgres advisory lock (on a connection of its own) publishes, the others wait to
+//!   take over. The leader reads every batch and deletes the published rows on that
+//!   very connection: a session-level advisory lock belongs to its session, so a
+//!   statement that runs there is itself the proof of leadership, in the transaction
+//!   that deletes the rows. A leader whose session was lost (terminated, network cut)
+//!   fails on its next statement and steps down, within the batch it was publishing,
+//!   which its successor may publish again (at most that batch repeats on the topic).
 //! - **Wake-up.** The leader `LISTEN`s on [`CHANNEL`]; after each commit, the process
 //!   that appended sends one coalesced `NOTIFY` ([`notify_after_commits`]). Polling every
 //!   `BOXOFFICE_RELAY_POLL_MS` covers a notification lost to a crash. After a batch that
@@ -61,9 +66,6 @@ const LEADER_LOCK: i64 = 0x626f_786f_6666_6963;
 
 /// How often a follower tries to become leader.
 const FOLLOWER_RETRY: Duration = Duration::from_secs(2);
-
-/// How often the leader checks that it still holds its lock.
-const LOCK_CHECK: Duration = Duration::from_secs(5);
 
 /// While waiting for acknowledgements, how often the topic's existence is checked.
 const TOPIC_WATCH: Duration = Duration::from_secs(5);
@@ -219,22 +221,14 @@ impl Relay {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(CHANNEL).await?;
         self.wait_for_topic(shutdown).await;
-        if let Err(err) = self.skip_already_published().await {
+        if let Err(err) = self.skip_already_published(&mut lock).await {
             tracing::warn!(cause = format!("{err:#}"), "cannot read the topic's tail; rows published just before a crash may be published again");
         }
         let mut producer = self.producer()?;
-        let mut lock_checked = Instant::now();
         let mut backlog_counted: Option<Instant> = None;
         let mut pause = Duration::from_millis(200);
 
         while !shutdown.is_cancelled() {
-            if lock_checked.elapsed() >= LOCK_CHECK {
-                sqlx::query("SELECT 1")
-                    .execute(&mut lock)
-                    .await
-                    .context("the leader lock's connection is gone")?;
-                lock_checked = Instant::now();
-            }
             if backlog_counted.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
                 let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
                     .fetch_one(&self.pool)
@@ -243,7 +237,9 @@ impl Relay {
                 backlog_counted = Some(Instant::now());
             }
 
-            let batch = self.next_batch().await?;
+            let batch = next_batch(&mut lock, self.config.batch_size)
+                .await
+                .context("cannot read the outbox on the leader's connection")?;
             if batch.is_empty() {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -259,7 +255,9 @@ impl Relay {
             self.metrics
                 .relay_ack_seconds
                 .observe(sent.elapsed().as_secs_f64());
-            self.forget(&delivery.acked).await?;
+            retire(&mut lock, &delivery.acked)
+                .await
+                .context("cannot retire published rows on the leader's connection")?;
             let acked_at = Utc::now();
             for row in batch
                 .iter()
@@ -298,29 +296,6 @@ impl Relay {
         // Ending the lock's session releases the lock.
         let _ = lock.close().await;
         Ok(())
-    }
-
-    /// The oldest unpublished rows, in position order.
-    async fn next_batch(&self) -> anyhow::Result<Vec<Pending>> {
-        let rows = sqlx::query(
-            "SELECT o.position, o.enqueued_at, e.aggregate_type, e.aggregate_id, e.sequence,
-                    e.event_type, e.event_version, e.payload, e.metadata
-               FROM outbox o
-               JOIN events e USING (aggregate_type, aggregate_id, sequence)
-              ORDER BY o.position
-              LIMIT $1",
-        )
-        .bind(self.config.batch_size)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(Pending {
-                    enqueued_at: row.try_get("enqueued_at")?,
-                    wire: WireEvent::from_row(&row)?,
-                })
-            })
-            .collect()
     }
 
     /// Produces the batch in order and waits for every acknowledgement.
@@ -424,12 +399,6 @@ impl Relay {
         Delivery { acked, failure }
     }
 
-    /// Deletes published rows.
-    async fn forget(&self, positions: &[i64]) -> anyhow::Result<()> {
-        retire(&self.pool, positions).await?;
-        Ok(())
-    }
-
     fn producer(&self) -> anyhow::Result<FutureProducer<KafkaLogs>> {
         client_config(&self.brokers)
             .set("enable.idempotence", "true")
@@ -467,7 +436,7 @@ impl Relay {
     /// Deletes outbox rows whose events are already on the topic, published by a leader
     /// that died before deleting them. Only the last `batch_size` messages of each
     /// partition can be such rows: a leader has at most one batch in flight.
-    async fn skip_already_published(&self) -> anyhow::Result<()> {
+    async fn skip_already_published(&self, lock: &mut PgConnection) -> anyhow::Result<()> {
         let brokers = self.brokers.clone();
         let topic = self.topic.name.clone();
         let depth = self.config.batch_size;
@@ -478,7 +447,7 @@ impl Relay {
         if positions.is_empty() {
             return Ok(());
         }
-        let skipped = retire(&self.pool, &positions).await?;
+        let skipped = retire(lock, &positions).await?;
         if skipped > 0 {
             tracing::info!(
                 skipped,
@@ -541,10 +510,35 @@ fn read_tail_positions(brokers: &str, topic: &str, depth: i64) -> anyhow::Result
     Ok(positions)
 }
 
+/// The oldest unpublished rows, in position order. The leader reads them on the
+/// connection that holds its lock.
+async fn next_batch(conn: &mut PgConnection, limit: i64) -> anyhow::Result<Vec<Pending>> {
+    let rows = sqlx::query(
+        "SELECT o.position, o.enqueued_at, e.aggregate_type, e.aggregate_id, e.sequence,
+                e.event_type, e.event_version, e.payload, e.metadata
+           FROM outbox o
+           JOIN events e USING (aggregate_type, aggregate_id, sequence)
+          ORDER BY o.position
+          LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Pending {
+                enqueued_at: row.try_get("enqueued_at")?,
+                wire: WireEvent::from_row(&row)?,
+            })
+        })
+        .collect()
+}
+
 /// Deletes the outbox rows of published events, and in the same statement writes the
 /// append receipt that names them from now on (stream, sequence, position, hash: see
-/// the tamper-evidence migration). Returns how many rows it deleted.
-async fn retire(pool: &sqlx::PgPool, positions: &[i64]) -> sqlx::Result<u64> {
+/// the tamper-evidence migration). Returns how many rows it deleted. The leader runs it
+/// on the connection that holds its lock, so the delete happens only while it leads.
+async fn retire(conn: &mut PgConnection, positions: &[i64]) -> sqlx::Result<u64> {
     if positions.is_empty() {
         return Ok(0);
     }
@@ -560,7 +554,7 @@ async fn retire(pool: &sqlx::PgPool, positions: &[i64]) -> sqlx::Result<u64> {
          SELECT count(*) FROM gone",
     )
     .bind(positions)
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await
     .map(|n: i64| n.unsigned_abs())
 }

@@ -1,20 +1,30 @@
 //! The saga runner: carries each booking through seat hold, payment and confirmation,
 //! and compensates when a step fails. The decisions are the domain's
-//! (`domain::saga::decide`); this module carries them out.
+//! (`domain::saga::decide`); which fact starts or moves a saga is the domain's too
+//! (`domain::policy`). This module carries them out.
 //!
-//! - **State in Postgres.** A booking's saga is a row of `booking_sagas`, started by the
-//!   append trigger in the transaction that records the booking (see the `0003_sagas`
-//!   migration), and moved on by it when a cancellation arrives. Each row says the step,
-//!   the hold's deadline, when it is next due.
+//! - **State in Postgres.** A booking's saga is a row of `booking_sagas`, written by
+//!   command-api in the statement that records the booking (see [`crate::append`]), and
+//!   moved on there when a cancellation arrives. Each row says the step, the hold's
+//!   deadline, when it is next due, and the payment intent once authorized.
 //! - **Claims with leases.** Every command-api process runs a runner. A runner claims
-//!   due rows (`FOR UPDATE SKIP LOCKED`, then a lease of [`LEASE`]), and carries each
-//!   saga as far as it can go now, saving the step after every one. A runner killed
-//!   mid-step leaves a lease that expires; another runner (or the same, restarted) takes
-//!   the saga up at the step saved, and runs it again: every step is idempotent (the seat
-//!   ledger and the booking ignore what already happened, the gateway takes the booking
-//!   as its idempotency key). No seat is held twice, no card charged twice, no hold lost.
-//! - **Fenced saves.** A fact from outside (a cancellation) bumps the row's version; a
-//!   runner still busy with the old step finds its save refused and lets go.
+//!   due rows (`FOR UPDATE SKIP LOCKED`, then a lease of [`LEASE`] and a lease token of
+//!   its own), and carries each saga as far as it can go now, saving the step after
+//!   every one. A runner killed mid-step leaves a lease that expires; another runner (or
+//!   the same, restarted) takes the saga up at the step saved, and runs it again: every
+//!   step is idempotent (the seat ledger and the booking ignore what already happened,
+//!   the gateway takes the booking as its idempotency key). No seat is held twice, no
+//!   card charged twice, no hold lost.
+//! - **Fencing.** A fact from outside (a cancellation) moves the row and bumps its
+//!   version, but leaves the lease to its holder. Before every call to the gateway the
+//!   runner proves, in one statement, that it still holds the lease and the saga has
+//!   not moved, and stretches the lease over the call ([`SagaRunner::fence`]); its saves
+//!   are refused once the version moved, and then it lets go of the lease. So a runner
+//!   that lost its lease cannot act on the gateway or save, and no two runners ever act
+//!   on one saga at once: a release starts only after an authorization in flight has
+//!   ended. An authorization this side gave up waiting for may still land at the
+//!   gateway later; the release voids by key, which the gateway keeps, so such a late
+//!   authorization is refused there ("the void wins").
 //! - **Deadlines.** A saga waiting on the payment is never due later than its hold's
 //!   deadline; at the deadline the hold is released and the booking rejected
 //!   `hold_expired`. The deadline is stored, so it survives restarts.
@@ -22,10 +32,15 @@
 //!   payment, and a release gives the seats back and rejects the booking before it
 //!   voids the payment; the gateway call may then wait for an unreachable gateway
 //!   (retried with back-off until it answers). A release that cannot have an
-//!   authorization behind it (sold out, declined) does not call the gateway at all.
+//!   authorization behind it (sold out, declined) does not call the gateway at all, nor
+//!   does anything for a free booking.
 //! - **Event cancellations** have a row of their own: every booking holding seats of the
 //!   event is rejected or cancelled (`event_cancelled`), which moves those bookings'
 //!   sagas to release or refund.
+//!
+//! What the saga does not see (an authorization whose answer was lost for good, a
+//! capture never made) the reconciliation sweep finds in the gateway's books
+//! ([`crate::reconcile`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,14 +60,18 @@ use uuid::Uuid;
 
 use crate::config::SagaConfig;
 use crate::metrics::{Metrics, ReasonLabel, StatusLabel, StepLabels};
-use crate::payment::{Authorization, PaymentGateway, Unavailable};
+use crate::payment::{Authorization, AuthorizeRequest, GatewayClient, GatewayError};
 use crate::store::{AggregateStore, ExecuteError};
 
-/// How long a claimed saga is this runner's before another may take it. A saga waiting
-/// on the payment is leased until its hold's deadline (and a second) at most: a runner
-/// that dies then does not keep a hold past its deadline, and a live one bounds its
-/// gateway call by the deadline, so a successor never acts while it still might.
+/// How long a claimed saga is this runner's before another may take it; a gateway call
+/// stretches it over the call ([`SagaRunner::fence`]). A saga waiting on the payment is
+/// leased until its hold's deadline (and a second) at most: a runner that dies then
+/// does not keep a hold past its deadline, and a live one bounds its gateway call by
+/// the deadline, so a successor never acts while it still might.
 const LEASE: Duration = Duration::from_secs(10);
+
+/// What a fenced call's lease covers besides the call itself.
+const FENCE_MARGIN: Duration = Duration::from_secs(1);
 
 /// How often due sagas are looked for when nothing wakes the runner.
 const POLL: Duration = Duration::from_millis(200);
@@ -79,6 +98,8 @@ struct BookingSaga {
     hold_deadline: Option<DateTime<Utc>>,
     attempts: i32,
     version: i64,
+    lease_token: Option<Uuid>,
+    payment_intent: Option<String>,
 }
 
 impl BookingSaga {
@@ -95,12 +116,28 @@ impl BookingSaga {
     }
 }
 
+/// The runner no longer holds the saga (its lease ran out, or a fact moved the saga):
+/// it must not act on it any more.
+#[derive(Debug, thiserror::Error)]
+#[error("the saga's lease is no longer this runner's")]
+struct Fenced;
+
+/// How a step's save went.
+enum Saved {
+    /// On to the next step at once.
+    Continue,
+    /// Due later, or done.
+    Stop,
+    /// Refused: the saga moved (or the lease ran out) meanwhile.
+    Refused,
+}
+
 /// Runs the sagas of this process.
 pub struct SagaRunner {
     pool: PgPool,
     events: AggregateStore<Event>,
     bookings: AggregateStore<Booking>,
-    gateway: Arc<dyn PaymentGateway>,
+    gateway: GatewayClient,
     config: SagaConfig,
     metrics: Metrics,
 }
@@ -111,7 +148,7 @@ impl SagaRunner {
         pool: PgPool,
         events: AggregateStore<Event>,
         bookings: AggregateStore<Booking>,
-        gateway: Arc<dyn PaymentGateway>,
+        gateway: GatewayClient,
         config: SagaConfig,
         metrics: Metrics,
     ) -> Self {
@@ -195,6 +232,7 @@ impl SagaRunner {
             // out are refused.
             "UPDATE booking_sagas
                 SET version = version + 1,
+                    lease_token = gen_random_uuid(),
                     lease_until = CASE WHEN step = 'authorize' AND hold_deadline IS NOT NULL
                                        THEN least(now() + make_interval(secs => $2), hold_deadline + interval '1 second')
                                        ELSE now() + make_interval(secs => $2) END
@@ -206,7 +244,7 @@ impl SagaRunner {
                      LIMIT $1
                        FOR UPDATE SKIP LOCKED)
              RETURNING booking_id, event_id, seats, amount_cents, currency, card_token, correlation_id,
-                       step, reason, outcome, hold_deadline, attempts, version",
+                       step, reason, outcome, hold_deadline, attempts, version, lease_token, payment_intent",
         )
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(LEASE.as_secs_f64())
@@ -227,12 +265,17 @@ impl SagaRunner {
             if let Step::Done { .. } = step {
                 return;
             }
-            let observed = self.carry_out(&saga, step).await;
+            let observed = self.carry_out(&mut saga, step).await;
             let name = step.name();
             let saved = match observed.map(|o| (o, decide(step, o))) {
+                Err(err) if err.is::<Fenced>() => {
+                    self.count_step(name, "fenced");
+                    tracing::info!(booking_id = %saga.booking_id, step = name, "the saga moved on or its lease ran out; letting go");
+                    Ok(Saved::Refused)
+                }
                 Err(err) => {
                     self.count_step(name, "failed");
-                    tracing::warn!(booking_id = %saga.booking_id, step = name, cause = format!("{err:#}"), "saga step failed; will try again");
+                    tracing::warn!(booking_id = %saga.booking_id, correlation_id = %saga.correlation_id, step = name, cause = format!("{err:#}"), "saga step failed; will try again");
                     self.retry(&mut saga, step, Some(format!("{err:#}"))).await
                 }
                 Ok((observation, Decision::Retry)) => {
@@ -243,15 +286,19 @@ impl SagaRunner {
                 Ok((_, Decision::Go(next))) => {
                     self.count_step(name, "advanced");
                     let saved = self.advance(&mut saga, next).await;
-                    if saved.as_ref().is_ok_and(|s| *s) {
+                    if matches!(saved, Ok(Saved::Continue | Saved::Stop)) {
                         self.note(next);
                     }
-                    saved.map(|s| s && !matches!(next, Step::Done { .. }))
+                    saved
                 }
             };
             match saved {
-                Ok(true) => {}       // on to the next step at once
-                Ok(false) => return, // due later, done, or moved on by a cancellation
+                Ok(Saved::Continue) => {}
+                Ok(Saved::Stop) => return,
+                Ok(Saved::Refused) => {
+                    self.let_go(&saga).await;
+                    return;
+                }
                 Err(err) => {
                     tracing::warn!(booking_id = %saga.booking_id, cause = format!("{err:#}"), "cannot save a saga; its lease will expire");
                     return;
@@ -301,9 +348,10 @@ impl SagaRunner {
             .inc();
     }
 
-    /// Saves `next` and keeps the lease. Returns false when the saga was moved on from
-    /// outside meanwhile (the save is refused; the saga is taken up again as it now is).
-    async fn advance(&self, saga: &mut BookingSaga, next: Step) -> anyhow::Result<bool> {
+    /// Saves `next` and keeps the lease (lets it go when the saga is done). Refused
+    /// when the saga was moved on from outside meanwhile (it is taken up again as it now
+    /// is, once this runner lets go).
+    async fn advance(&self, saga: &mut BookingSaga, next: Step) -> anyhow::Result<Saved> {
         let hold_deadline = match next {
             Step::Authorize => Some(Utc::now() + chrono::Duration::from_std(self.config.hold_ttl)?),
             _ => saga.hold_deadline,
@@ -316,7 +364,8 @@ impl SagaRunner {
         let saved = sqlx::query(
             "UPDATE booking_sagas
                 SET step = $3, reason = $4, outcome = $5, hold_deadline = $6, attempts = 0,
-                    due_at = now(), last_error = NULL, updated_at = now(),
+                    payment_intent = $8, due_at = now(), last_error = NULL, updated_at = now(),
+                    lease_token = CASE WHEN $3 = 'done' THEN NULL ELSE lease_token END,
                     lease_until = CASE WHEN $3 = 'done' THEN NULL
                                        WHEN $6::timestamptz IS NOT NULL AND $3 = 'authorize'
                                        THEN least(now() + make_interval(secs => $7), $6 + interval '1 second')
@@ -330,6 +379,7 @@ impl SagaRunner {
         .bind(&outcome)
         .bind(hold_deadline)
         .bind(LEASE.as_secs_f64())
+        .bind(&saga.payment_intent)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -338,17 +388,21 @@ impl SagaRunner {
         saga.outcome = outcome;
         saga.hold_deadline = hold_deadline;
         saga.attempts = 0;
-        Ok(saved == 1)
+        Ok(match (saved, next) {
+            (0, _) => Saved::Refused,
+            (_, Step::Done { .. }) => Saved::Stop,
+            _ => Saved::Continue,
+        })
     }
 
-    /// Saves the saga to run `step` again later, with back-off; a hold's deadline is
-    /// never passed by. Always ends this runner's turn.
+    /// Saves the saga to run `step` again later, with back-off, and lets go of the
+    /// lease; a hold's deadline is never passed by. Refused when the saga moved.
     async fn retry(
         &self,
         saga: &mut BookingSaga,
         step: Step,
         error: Option<String>,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<Saved> {
         let attempts = saga.attempts.saturating_add(1);
         let backoff = Duration::from_millis(100u64.saturating_mul(1 << attempts.clamp(0, 9)))
             .min(MAX_BACKOFF);
@@ -356,8 +410,10 @@ impl SagaRunner {
         if let (Step::Authorize, Some(deadline)) = (step, saga.hold_deadline) {
             due = due.min(deadline);
         }
-        sqlx::query(
-            "UPDATE booking_sagas SET attempts = $3, due_at = $4, lease_until = NULL, last_error = $5, updated_at = now()
+        let saved = sqlx::query(
+            "UPDATE booking_sagas
+                SET attempts = $3, due_at = $4, lease_until = NULL, lease_token = NULL, last_error = $5,
+                    updated_at = now()
               WHERE booking_id = $1 AND version = $2",
         )
         .bind(&saga.booking_id)
@@ -366,19 +422,55 @@ impl SagaRunner {
         .bind(due)
         .bind(error)
         .execute(&self.pool)
-        .await?;
-        Ok(false)
+        .await?
+        .rows_affected();
+        Ok(if saved == 1 {
+            Saved::Stop
+        } else {
+            Saved::Refused
+        })
     }
 
-    /// A gateway call that gives up after `PAYMENT_TIMEOUT_MS`, as unavailable (the
-    /// step is retried; void and refund are idempotent at the gateway).
-    async fn bounded(
-        &self,
-        call: impl std::future::Future<Output = Result<(), Unavailable>>,
-    ) -> Result<(), Unavailable> {
-        tokio::time::timeout(self.config.payment_timeout, call)
-            .await
-            .unwrap_or_else(|_| Err(Unavailable("the gateway did not answer in time".into())))
+    /// Gives up this runner's lease, when it still holds it: the saga is due again for
+    /// whoever claims it next (at once, when a fact moved it).
+    async fn let_go(&self, saga: &BookingSaga) {
+        let Some(token) = saga.lease_token else {
+            return;
+        };
+        if let Err(err) = sqlx::query(
+            "UPDATE booking_sagas SET lease_until = NULL, lease_token = NULL
+              WHERE booking_id = $1 AND lease_token = $2",
+        )
+        .bind(&saga.booking_id)
+        .bind(token)
+        .execute(&self.pool)
+        .await
+        {
+            tracing::warn!(booking_id = %saga.booking_id, cause = %err, "cannot let go of a saga; its lease will expire");
+        }
+    }
+
+    /// Proves, right before a gateway call, that this runner still holds the saga and
+    /// nothing moved it, and stretches the lease over the call (`budget`, and a
+    /// margin). Fails with [`Fenced`] otherwise: the call must not be made.
+    async fn fence(&self, saga: &BookingSaga, budget: Duration) -> anyhow::Result<()> {
+        let held = sqlx::query(
+            "UPDATE booking_sagas
+                SET lease_until = greatest(lease_until, now() + make_interval(secs => $4))
+              WHERE booking_id = $1 AND version = $2 AND lease_token = $3 AND lease_until > now()",
+        )
+        .bind(&saga.booking_id)
+        .bind(saga.version)
+        .bind(saga.lease_token)
+        .bind((budget + FENCE_MARGIN).as_secs_f64())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if held == 1 {
+            Ok(())
+        } else {
+            Err(Fenced.into())
+        }
     }
 
     fn metadata(&self, saga: &BookingSaga, step: Step) -> HashMap<String, String> {
@@ -393,12 +485,13 @@ impl SagaRunner {
     }
 
     /// Does what `step` says, and tells what it saw.
-    async fn carry_out(&self, saga: &BookingSaga, step: Step) -> anyhow::Result<Observation> {
+    async fn carry_out(&self, saga: &mut BookingSaga, step: Step) -> anyhow::Result<Observation> {
         let booking_id: Uuid = saga
             .booking_id
             .parse()
             .context("a booking id that is not a UUID")?;
         let metadata = self.metadata(saga, step);
+        let charges = saga::charges(saga.amount_cents);
         match step {
             Step::Reserve => {
                 if !self.pending(&saga.booking_id).await? {
@@ -441,24 +534,49 @@ impl SagaRunner {
                 if left.is_zero() {
                     return Ok(Observation::DeadlinePassed);
                 }
-                let call = self.gateway.authorize(
-                    &saga.booking_id,
-                    saga.amount_cents,
-                    &saga.currency,
-                    &saga.card_token,
-                );
-                Ok(
-                    match tokio::time::timeout(self.config.payment_timeout.min(left), call).await {
-                        Ok(Ok(Authorization::Authorized)) => Observation::PaymentAuthorized,
-                        Ok(Ok(Authorization::Declined)) => Observation::PaymentDeclined,
-                        Ok(Err(unavailable)) => {
-                            tracing::info!(booking_id = %saga.booking_id, cause = %unavailable, "payment gateway unavailable");
+                if !charges {
+                    return Ok(Observation::PaymentAuthorized);
+                }
+                // The call never outlasts the hold, nor the lease the fence gives it.
+                let budget = self.gateway.call_budget().min(left);
+                self.fence(saga, budget).await?;
+                let request = AuthorizeRequest {
+                    key: &saga.booking_id,
+                    amount_cents: saga.amount_cents,
+                    currency: &saga.currency,
+                    card_token: &saga.card_token,
+                    correlation_id: &saga.correlation_id,
+                };
+                Ok(match self.gateway.authorize(&request, budget).await {
+                    Ok(Authorization::Authorized(intent)) => {
+                        saga.payment_intent = Some(intent);
+                        Observation::PaymentAuthorized
+                    }
+                    Ok(Authorization::Declined) => Observation::PaymentDeclined,
+                    Ok(Authorization::Voided) => {
+                        // Only a release voids a booking's key, and a release runs only
+                        // once this saga moved on: this runner is late, and its save
+                        // will be refused.
+                        tracing::warn!(booking_id = %saga.booking_id, correlation_id = %saga.correlation_id, "the payment was voided before it could be authorized");
+                        Observation::PaymentDeclined
+                    }
+                    Err(GatewayError::Unavailable(cause)) => {
+                        tracing::info!(booking_id = %saga.booking_id, %cause, "payment gateway unavailable");
+                        if Utc::now() >= deadline {
+                            Observation::DeadlinePassed
+                        } else {
                             Observation::GatewayUnavailable
                         }
-                        Err(_) if Utc::now() >= deadline => Observation::DeadlinePassed,
-                        Err(_) => Observation::GatewayUnavailable,
-                    },
-                )
+                    }
+                    Err(refused) => {
+                        // The gateway is up and will not take this request as it is:
+                        // asking again would get the same answer. The booking is
+                        // compensated; an authorization that exists after all (it
+                        // should not) is found and voided by the reconciliation sweep.
+                        tracing::warn!(booking_id = %saga.booking_id, correlation_id = %saga.correlation_id, cause = %refused, "the payment gateway refused the authorization; rejecting the booking");
+                        Observation::PaymentDeclined
+                    }
+                })
             }
             Step::Confirm => {
                 let sold = self
@@ -486,10 +604,18 @@ impl SagaRunner {
                 // Confirmed, as the user sees it; now take the money. Until the gateway
                 // answers, the step is run again (the ledger and the booking ignore what
                 // they already did) and the capture asked again.
-                if let Err(unavailable) = self.bounded(self.gateway.capture(&saga.booking_id)).await
-                {
-                    tracing::info!(booking_id = %saga.booking_id, cause = %unavailable, "cannot capture the payment yet");
-                    return Ok(Observation::GatewayUnavailable);
+                if charges {
+                    let budget = self.gateway.call_budget();
+                    self.fence(saga, budget).await?;
+                    let found = self.intent(saga, budget).await;
+                    let Some(intent) = settled(saga, "capture", found)? else {
+                        return Ok(Observation::GatewayUnavailable);
+                    };
+                    let intent = intent.context("no authorized payment to capture")?;
+                    let captured = self.gateway.capture(&intent, budget).await;
+                    if settled(saga, "capture", captured)?.is_none() {
+                        return Ok(Observation::GatewayUnavailable);
+                    }
                 }
                 Ok(Observation::Confirmed)
             }
@@ -513,11 +639,12 @@ impl SagaRunner {
                     Err(ExecuteError::Domain(BookingError::NotPending(_))) => {}
                     other => booking_result(other)?,
                 }
-                if saga::voids_payment(reason) {
-                    if let Err(unavailable) =
-                        self.bounded(self.gateway.void(&saga.booking_id)).await
-                    {
-                        tracing::info!(booking_id = %saga.booking_id, cause = %unavailable, "cannot void the payment yet");
+                if charges && saga::voids_payment(reason) {
+                    // By key: voids what is authorized, and what is still on its way.
+                    let budget = self.gateway.call_budget();
+                    self.fence(saga, budget).await?;
+                    let voided = self.gateway.void_key(&saga.booking_id, budget).await;
+                    if settled(saga, "void", voided)?.is_none() {
                         return Ok(Observation::GatewayUnavailable);
                     }
                 }
@@ -530,10 +657,26 @@ impl SagaRunner {
                         .execute(&saga.event_id, release, &metadata)
                         .await,
                 )?;
-                if let Err(unavailable) = self.bounded(self.gateway.refund(&saga.booking_id)).await
-                {
-                    tracing::info!(booking_id = %saga.booking_id, cause = %unavailable, "cannot refund yet");
-                    return Ok(Observation::GatewayUnavailable);
+                if charges {
+                    let budget = self.gateway.call_budget();
+                    self.fence(saga, budget).await?;
+                    let found = self.intent(saga, budget).await;
+                    let Some(intent) = settled(saga, "refund", found)? else {
+                        return Ok(Observation::GatewayUnavailable);
+                    };
+                    match intent {
+                        Some(intent) => {
+                            let refunded = self.gateway.refund(&intent, budget).await;
+                            if settled(saga, "refund", refunded)?.is_none() {
+                                return Ok(Observation::GatewayUnavailable);
+                            }
+                        }
+                        // The gateway never saw this booking's payment (taken by the
+                        // simulator of before migration 0009): nothing to give back.
+                        None => {
+                            tracing::warn!(booking_id = %saga.booking_id, correlation_id = %saga.correlation_id, "the gateway has no payment for this booking; nothing to refund");
+                        }
+                    }
                 }
                 let refund = BookingCommand::RecordRefund {
                     amount_cents: saga.amount_cents,
@@ -547,6 +690,23 @@ impl SagaRunner {
             }
             Step::Done { .. } => Ok(Observation::Compensated),
         }
+    }
+
+    /// The booking's payment intent: as saved at its authorization, or looked up by
+    /// key (a runner that died between the authorization and its save).
+    async fn intent(
+        &self,
+        saga: &mut BookingSaga,
+        budget: Duration,
+    ) -> Result<Option<String>, GatewayError> {
+        if saga.payment_intent.is_none() {
+            saga.payment_intent = self
+                .gateway
+                .find_by_key(&saga.booking_id, budget)
+                .await?
+                .map(|intent| intent.id);
+        }
+        Ok(saga.payment_intent.clone())
     }
 
     /// Whether the booking is still pending.
@@ -628,6 +788,27 @@ impl SagaRunner {
         };
         if let Err(err) = saved {
             tracing::warn!(%event_id, cause = %err, "cannot save an event cancellation; its lease will expire");
+        }
+    }
+}
+
+/// A gateway call's result for a saga step: the answer, `None` when the gateway is
+/// unavailable (the step waits and is tried again), or an error when it refused (logged
+/// with the booking's correlation id, the step retried with back-off).
+fn settled<T>(
+    saga: &BookingSaga,
+    what: &str,
+    result: Result<T, GatewayError>,
+) -> anyhow::Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(GatewayError::Unavailable(cause)) => {
+            tracing::info!(booking_id = %saga.booking_id, %cause, "{what}: the payment gateway is unavailable; will try again");
+            Ok(None)
+        }
+        Err(refused) => {
+            tracing::warn!(booking_id = %saga.booking_id, correlation_id = %saga.correlation_id, cause = %refused, "{what}: the payment gateway refused");
+            Err(anyhow!("{what}: {refused}"))
         }
     }
 }

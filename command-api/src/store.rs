@@ -41,7 +41,9 @@ use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 use tokio::sync::{oneshot, watch, Mutex, OwnedMutexGuard};
 
-use crate::append::{AppendError, Appender};
+use domain::policy::{self, Reacts};
+
+use crate::append::{AppendError, Appender, Effects};
 use crate::metrics::{EventLabels, Metrics};
 
 /// How many aggregates keep their loaded state in memory. Past this, idle ones are
@@ -125,17 +127,26 @@ impl<A: Aggregate> Default for Slot<A> {
     }
 }
 
-/// What the store needs of an aggregate (all of ours are).
+/// What the store needs of an aggregate (all of ours are): among others, facts the saga
+/// policy can read ([`Reacts`]).
 pub trait Storable:
-    Aggregate<Command: Clone + Send + 'static, Error: Send + 'static, Services: 'static>
-    + Clone
+    Aggregate<
+        Command: Clone + Send + 'static,
+        Error: Send + 'static,
+        Services: 'static,
+        Event: Reacts,
+    > + Clone
     + 'static
 {
 }
 
 impl<A> Storable for A where
-    A: Aggregate<Command: Clone + Send + 'static, Error: Send + 'static, Services: 'static>
-        + Clone
+    A: Aggregate<
+            Command: Clone + Send + 'static,
+            Error: Send + 'static,
+            Services: 'static,
+            Event: Reacts,
+        > + Clone
         + 'static
 {
 }
@@ -277,7 +288,7 @@ fn lock<T>(mutex: &SyncMutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl<A> Inner<A>
 where
-    A: Aggregate + Clone,
+    A: Storable,
 {
     /// Decides and appends a batch of queued commands, answering each.
     async fn serve(
@@ -320,6 +331,7 @@ where
         let mut working = loaded.aggregate.clone();
         let mut sequence = loaded.sequence;
         let mut serialized = Vec::new();
+        let mut effects = Effects::default();
         let mut accepted = Vec::with_capacity(group.len());
         for request in group {
             let sink = EventSink::default();
@@ -331,8 +343,12 @@ where
             metadata.insert("recorded_at".into(), recorded_at.clone());
             let facts = sink.collect().await;
             let count = facts.len();
+            let correlation_id = policy::correlation_id(&metadata, aggregate_id).to_owned();
             for fact in facts {
                 sequence += 1;
+                effects
+                    .reactions
+                    .extend(fact.reactions(aggregate_id, &correlation_id));
                 let envelope = EventEnvelope::<A> {
                     aggregate_id: aggregate_id.to_owned(),
                     sequence,
@@ -349,6 +365,14 @@ where
                     }
                 }
             }
+            if count > 0 {
+                effects.keys.extend(policy::key_record(
+                    &metadata,
+                    A::TYPE,
+                    aggregate_id,
+                    sequence as i64,
+                ));
+            }
             accepted.push((request.reply, sequence, count));
         }
         if serialized.is_empty() {
@@ -362,7 +386,7 @@ where
         }
 
         let event_types: Vec<String> = serialized.iter().map(|e| e.event_type.clone()).collect();
-        match self.append(aggregate_id, serialized).await {
+        match self.append(aggregate_id, serialized, effects).await {
             Ok(()) => {
                 loaded.aggregate = working;
                 loaded.sequence = sequence;
@@ -395,15 +419,16 @@ where
         }
     }
 
-    /// Appends `events` (consecutive sequences of one aggregate), possibly in one
-    /// statement with other aggregates' appends.
+    /// Appends `events` (consecutive sequences of one aggregate) with their `effects`,
+    /// possibly in one statement with other aggregates' appends.
     async fn append(
         &self,
         aggregate_id: &str,
         events: Vec<SerializedEvent>,
+        effects: Effects,
     ) -> Result<(), ExecuteError<A::Error>> {
         self.appender
-            .append(A::TYPE, aggregate_id, events)
+            .append(A::TYPE, aggregate_id, events, effects)
             .await
             .map_err(|err| match err {
                 AppendError::Conflict => ExecuteError::Conflict,

@@ -45,7 +45,12 @@ async fn queued_appends_share_a_statement_and_a_conflict_fails_only_its_own() {
     let appender = Appender::start(pool.clone(), 1, Metrics::new(&mut registry));
 
     appender
-        .append("location", "taken", hall_added("taken", 1))
+        .append(
+            "location",
+            "taken",
+            hall_added("taken", 1),
+            Default::default(),
+        )
         .await
         .expect("the first append of a stream");
 
@@ -58,7 +63,11 @@ async fn queued_appends_share_a_statement_and_a_conflict_fails_only_its_own() {
         .expect("lock");
     let first = tokio::spawn({
         let appender = appender.clone();
-        async move { appender.append("location", "a", hall_added("a", 1)).await }
+        async move {
+            appender
+                .append("location", "a", hall_added("a", 1), Default::default())
+                .await
+        }
     });
     eventually(
         Duration::from_secs(10),
@@ -67,7 +76,7 @@ async fn queued_appends_share_a_statement_and_a_conflict_fails_only_its_own() {
             let waiting = db
                 .scalar(
                     "SELECT count(*) FROM pg_stat_activity
-                  WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO events%'",
+                  WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO events%'",
                 )
                 .await;
             (waiting == 1).then_some(())
@@ -76,9 +85,14 @@ async fn queued_appends_share_a_statement_and_a_conflict_fails_only_its_own() {
     .await;
 
     // These three queue behind it (polled once each: that is when they are queued).
-    let mut b = Box::pin(appender.append("location", "b", hall_added("b", 1)));
-    let mut conflict = Box::pin(appender.append("location", "taken", hall_added("taken", 1)));
-    let mut d = Box::pin(appender.append("location", "d", hall_added("d", 1)));
+    let mut b = Box::pin(appender.append("location", "b", hall_added("b", 1), Default::default()));
+    let mut conflict = Box::pin(appender.append(
+        "location",
+        "taken",
+        hall_added("taken", 1),
+        Default::default(),
+    ));
+    let mut d = Box::pin(appender.append("location", "d", hall_added("d", 1), Default::default()));
     assert!(futures::poll!(&mut b).is_pending());
     assert!(futures::poll!(&mut conflict).is_pending());
     assert!(futures::poll!(&mut d).is_pending());

@@ -25,10 +25,13 @@ fn card(i: usize) -> &'static str {
 #[tokio::test]
 async fn every_saga_finishes_after_a_crash_without_double_holds_or_charges() {
     let db = TestDb::create().await;
+    let mut gateway = testkit::gateway::config(&db);
+    gateway.latency = Duration::from_millis(30);
+    let gateway = testkit::gateway::Gateway::start(gateway).await;
     let mut config = config(&db.url, "127.0.0.1:1", &testkit::unique_topic(), false);
     config.saga = saga_config(true);
     config.saga.hold_ttl = Duration::from_secs(3);
-    config.saga.payment_latency = Duration::from_millis(30);
+    config.payment.url = gateway.base_url.clone();
     let mut process = command_api_process(&config).await;
     let client = testkit::http();
     let base = process.base_url();
@@ -168,7 +171,8 @@ async fn every_saga_finishes_after_a_crash_without_double_holds_or_charges() {
     // The gateway's books: one payment captured per confirmed booking, and no money
     // held or taken for the others.
     let taken: Vec<(String, String)> = sqlx::query_as(
-        "SELECT key, status FROM simulated_payments WHERE status IN ('authorized', 'captured') ORDER BY key",
+        "SELECT idempotency_key, status FROM payment_gateway.payment_intents
+          WHERE status IN ('authorized', 'captured') ORDER BY idempotency_key",
     )
     .fetch_all(&db.pool)
     .await
@@ -180,4 +184,87 @@ async fn every_saga_finishes_after_a_crash_without_double_holds_or_charges() {
     expected.sort();
     assert_eq!(taken, expected);
     assert_eq!(restarted.terminate().await, Some(0));
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_crash_between_the_authorization_and_its_save_ends_in_one_capture() {
+    let db = TestDb::create().await;
+    let gateway = testkit::gateway::Gateway::start(testkit::gateway::config(&db)).await;
+    let mut config = config(&db.url, "127.0.0.1:1", &testkit::unique_topic(), false);
+    config.saga = saga_config(true);
+    config.payment.url = gateway.base_url.clone();
+    let mut process = command_api_process(&config).await;
+    let client = testkit::http();
+    let base = process.base_url();
+    let location = post_json(
+        &client,
+        &base,
+        "/v1/locations",
+        &admin(),
+        None,
+        &testkit::api::location_body("Olympia", 10),
+    )
+    .await
+    .id();
+    let event = post_json(
+        &client,
+        &base,
+        "/v1/events",
+        &admin(),
+        None,
+        &event_body(&location),
+    )
+    .await
+    .id();
+
+    // The gateway authorizes, but its answer never comes back.
+    gateway.set_faults("lose_answer", 0).await;
+    let booking = post_json(
+        &client,
+        &base,
+        &format!("/v1/events/{event}/bookings"),
+        &customer("alice"),
+        None,
+        &json!({"seats": 2, "card_token": "tok_visa"}),
+    )
+    .await
+    .id();
+    eventually(Duration::from_secs(30), "the authorization", || async {
+        (gateway.status_by_key(&booking).await.as_deref() == Some("authorized")).then_some(())
+    })
+    .await;
+    // command-api dies before it could save what the gateway did.
+    process.kill();
+    let step: String = sqlx::query_scalar("SELECT step FROM booking_sagas WHERE booking_id = $1")
+        .bind(&booking)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(step, "authorize", "the authorization was not saved");
+
+    gateway.set_faults("normal", 0).await;
+    let restarted = command_api_process(&config).await;
+    eventually(Duration::from_secs(60), "the saga to finish", || async {
+        let outcome: Option<String> =
+            sqlx::query_scalar("SELECT outcome FROM booking_sagas WHERE booking_id = $1")
+                .bind(&booking)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        outcome.filter(|o| o == "confirmed")
+    })
+    .await;
+    // The restarted runner asked again under the same key: one intent, captured.
+    assert_eq!(
+        gateway.status_by_key(&booking).await.as_deref(),
+        Some("captured")
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM payment_gateway.payment_intents")
+            .await,
+        1
+    );
+    assert_eq!(restarted.terminate().await, Some(0));
+    gateway.stop().await;
 }

@@ -128,10 +128,15 @@ pub enum BookingCommand {
         /// Why.
         reason: Reason,
     },
-    /// The owner or an admin cancels a confirmed booking.
+    /// The owner or an admin cancels a confirmed booking, before its event starts.
     CancelBooking {
         /// Who asks.
         by: Requester,
+        /// When the booking's event starts, as loaded by the caller (`None` when the
+        /// caller found no event: then there is no booking either).
+        event_starts_at: Option<DateTime<Utc>>,
+        /// The time of the request.
+        now: DateTime<Utc>,
     },
     /// The event was cancelled: a pending booking is rejected, a confirmed one cancelled.
     CancelForEvent,
@@ -390,11 +395,21 @@ impl Booking {
                 BookingStatus::Rejected => Ok(vec![]),
                 other => Err(BookingError::NotPending(other.as_str())),
             },
-            BookingCommand::CancelBooking { by } => {
+            BookingCommand::CancelBooking {
+                by,
+                event_starts_at,
+                now,
+            } => {
                 if !by.is_admin && by.user_id != state.user_id {
                     return Err(BookingError::NotOwner);
                 }
                 match status {
+                    // Once the show has begun, the seat was used (or could have been):
+                    // no cancellation, no refund. The event's own cancellation still
+                    // refunds everyone.
+                    BookingStatus::Confirmed if event_starts_at.is_some_and(|at| at <= now) => {
+                        Err(BookingError::EventStarted)
+                    }
                     BookingStatus::Confirmed => Ok(vec![BookingFact::BookingCancelled {
                         reason: Reason::CancelledByUser,
                     }]),
@@ -494,6 +509,15 @@ mod tests {
         Requester {
             user_id: id.into(),
             is_admin: false,
+        }
+    }
+
+    /// A cancellation by `by`, a day before the event starts.
+    fn cancel(by: Requester) -> BookingCommand {
+        BookingCommand::CancelBooking {
+            by,
+            event_starts_at: Some(now() + chrono::Duration::days(1)),
+            now: now(),
         }
     }
 
@@ -620,7 +644,7 @@ mod tests {
             BookingCommand::RejectBooking {
                 reason: Reason::SoldOut,
             },
-            BookingCommand::CancelBooking { by: user("alice") },
+            cancel(user("alice")),
             BookingCommand::CancelForEvent,
             BookingCommand::RecordRefund { amount_cents: 1 },
         ] {
@@ -637,7 +661,7 @@ mod tests {
     fn the_owner_cancels_a_confirmed_booking() {
         Given::with(())
             .given(vec![requested(), BookingFact::BookingConfirmed])
-            .when(BookingCommand::CancelBooking { by: user("alice") })
+            .when(cancel(user("alice")))
             .then_expect_events(vec![cancelled_by_user()]);
     }
 
@@ -645,12 +669,10 @@ mod tests {
     fn an_admin_cancels_anyones_booking() {
         Given::with(())
             .given(vec![requested(), BookingFact::BookingConfirmed])
-            .when(BookingCommand::CancelBooking {
-                by: Requester {
-                    user_id: "root".into(),
-                    is_admin: true,
-                },
-            })
+            .when(cancel(Requester {
+                user_id: "root".into(),
+                is_admin: true,
+            }))
             .then_expect_events(vec![cancelled_by_user()]);
     }
 
@@ -658,9 +680,7 @@ mod tests {
     fn another_user_cannot_cancel() {
         Given::with(())
             .given(vec![requested(), BookingFact::BookingConfirmed])
-            .when(BookingCommand::CancelBooking {
-                by: user("mallory"),
-            })
+            .when(cancel(user("mallory")))
             .then_expect_error(BookingError::NotOwner);
     }
 
@@ -668,7 +688,7 @@ mod tests {
     fn only_a_confirmed_booking_can_be_cancelled() {
         Given::with(())
             .given(vec![requested()])
-            .when(BookingCommand::CancelBooking { by: user("alice") })
+            .when(cancel(user("alice")))
             .then_expect_error(BookingError::NotConfirmed("pending"));
         Given::with(())
             .given(vec![
@@ -677,8 +697,30 @@ mod tests {
                     reason: Reason::SoldOut,
                 },
             ])
-            .when(BookingCommand::CancelBooking { by: user("alice") })
+            .when(cancel(user("alice")))
             .then_expect_error(BookingError::NotConfirmed("rejected"));
+    }
+
+    #[test]
+    fn no_cancellation_once_the_event_has_started() {
+        let started = |at: DateTime<Utc>| BookingCommand::CancelBooking {
+            by: user("alice"),
+            event_starts_at: Some(at),
+            now: now(),
+        };
+        Given::with(())
+            .given(vec![requested(), BookingFact::BookingConfirmed])
+            .when(started(now()))
+            .then_expect_error(BookingError::EventStarted);
+        Given::with(())
+            .given(vec![requested(), BookingFact::BookingConfirmed])
+            .when(started(now() - chrono::Duration::hours(1)))
+            .then_expect_error(BookingError::EventStarted);
+        // A second before, it still may.
+        Given::with(())
+            .given(vec![requested(), BookingFact::BookingConfirmed])
+            .when(started(now() + chrono::Duration::seconds(1)))
+            .then_expect_events(vec![cancelled_by_user()]);
     }
 
     #[test]
@@ -689,7 +731,7 @@ mod tests {
                 BookingFact::BookingConfirmed,
                 cancelled_by_user(),
             ])
-            .when(BookingCommand::CancelBooking { by: user("alice") })
+            .when(cancel(user("alice")))
             .then_expect_error(BookingError::AlreadyCancelled);
     }
 

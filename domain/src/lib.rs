@@ -9,6 +9,8 @@
 //!   seat ledger.
 //! - [`booking`]: a user's request for seats of an event, and its status machine.
 //! - [`saga`]: the booking saga's decisions, a pure function of step and observation.
+//! - [`policy`]: which stored fact starts or moves which saga, and what an
+//!   `Idempotency-Key` records: the live saga rules, in one place.
 //! - [`values`]: validated values (names, capacities, seats, money) parsed once at the edge.
 //! - [`error`]: what every refusal of the domain has in common.
 //! - [`upcast`]: reading facts stored in an older shape.
@@ -22,6 +24,7 @@ pub mod booking;
 pub mod error;
 pub mod event;
 pub mod location;
+pub mod policy;
 pub mod saga;
 pub mod upcast;
 pub mod values;

@@ -146,6 +146,13 @@ pub fn voids_payment(reason: Reason) -> bool {
     !matches!(reason, Reason::SoldOut | Reason::PaymentDeclined)
 }
 
+/// Whether a booking of `amount_cents` is paid through the gateway at all. A free
+/// booking (an event with free entry) is confirmed without a payment, and has none to
+/// void or refund.
+pub fn charges(amount_cents: i64) -> bool {
+    amount_cents > 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +267,12 @@ mod tests {
         // event cancellation can come after the payment was authorized.
         assert!(voids_payment(Reason::HoldExpired));
         assert!(voids_payment(Reason::EventCancelled));
+    }
+
+    #[test]
+    fn only_a_booking_that_costs_something_is_paid() {
+        assert!(charges(1));
+        assert!(!charges(0));
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! `READ_DATABASE_URL` elsewhere. Each part has its own `_sqlx_migrations` table (in its
 //! own schema), so the two migration sets never trip over each other. sqlx takes an
 //! advisory lock while migrating, so replicas may start together.
+//!
+//! The payment gateway keeps its books the same way, in [`PAYMENT_GATEWAY_SCHEMA`] of
+//! `PAYMENT_DATABASE_URL` ([`connect_in_schema`], [`migrate_payment_gateway`]).
 
 use std::time::Duration;
 
@@ -16,6 +19,9 @@ use sqlx::PgPool;
 
 /// The schema of the read models.
 pub const READ_MODEL_SCHEMA: &str = "read_models";
+
+/// The schema of the payment gateway's books.
+pub const PAYMENT_GATEWAY_SCHEMA: &str = "payment_gateway";
 
 /// How long start-up waits for the database before giving up.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
@@ -37,17 +43,51 @@ pub async fn connect_read_models(url: &str, max_connections: u32) -> anyhow::Res
         max_connections,
     )
     .await?;
-    create_read_model_schema(&pool)
+    create_schema(&pool, READ_MODEL_SCHEMA)
         .await
         .context("cannot create the read-model schema")?;
     Ok(pool)
 }
 
+/// A pool on `schema` of `url` (its `search_path` is that schema alone, so unqualified
+/// tables and sqlx's `_sqlx_migrations` live there); creates the schema when missing.
+/// `schema` is a plain identifier: lowercase ASCII letters, digits and `_`.
+pub async fn connect_in_schema(
+    url: &str,
+    schema: &str,
+    max_connections: u32,
+) -> anyhow::Result<PgPool> {
+    anyhow::ensure!(
+        is_plain_identifier(schema),
+        "{schema:?} is not a plain schema name (lowercase letters, digits, _)"
+    );
+    let options: PgConnectOptions = url
+        .parse()
+        .with_context(|| format!("the database URL for schema {schema} is not a Postgres URL"))?;
+    let pool = connect_with(options.options([("search_path", schema)]), max_connections).await?;
+    create_schema(&pool, schema)
+        .await
+        .with_context(|| format!("cannot create the schema {schema}"))?;
+    Ok(pool)
+}
+
+/// Whether `name` can go into SQL unquoted: it is formatted into `CREATE SCHEMA`, where
+/// no bind parameter is allowed.
+fn is_plain_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 63
+}
+
 /// `CREATE SCHEMA IF NOT EXISTS` is not safe against itself: two sessions that both find
 /// the schema missing both create it, and the second fails on `pg_namespace`'s unique
 /// index (projector and query-api starting together on a fresh database did). So it is
-/// done under a transaction-scoped advisory lock, which serializes the two.
-async fn create_read_model_schema(pool: &PgPool) -> sqlx::Result<()> {
+/// done under a transaction-scoped advisory lock, which serializes the two. `schema`
+/// must be a plain identifier.
+async fn create_schema(pool: &PgPool, schema: &str) -> sqlx::Result<()> {
     /// "bxschema" in ASCII.
     const SCHEMA_LOCK: i64 = 0x6278_7363_6865_6d61;
     let mut tx = pool.begin().await?;
@@ -55,7 +95,7 @@ async fn create_read_model_schema(pool: &PgPool) -> sqlx::Result<()> {
         .bind(SCHEMA_LOCK)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {READ_MODEL_SCHEMA}"))
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
         .execute(&mut *tx)
         .await?;
     tx.commit().await
@@ -96,4 +136,29 @@ pub async fn migrate_read_models(pool: &PgPool) -> anyhow::Result<()> {
         .run(pool)
         .await
         .context("read-model migrations failed")
+}
+
+/// Applies the payment gateway's migrations (into [`PAYMENT_GATEWAY_SCHEMA`]: `pool`
+/// must come from [`connect_in_schema`] with that schema).
+pub async fn migrate_payment_gateway(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::migrate!("../migrations/payment_gateway")
+        .run(pool)
+        .await
+        .context("payment gateway migrations failed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_identifiers_go_into_sql() {
+        assert!(is_plain_identifier("payment_gateway"));
+        assert!(is_plain_identifier("read_models2"));
+        assert!(!is_plain_identifier(""));
+        assert!(!is_plain_identifier("2x"));
+        assert!(!is_plain_identifier("Payments"));
+        assert!(!is_plain_identifier("x; DROP TABLE events"));
+        assert!(!is_plain_identifier(&"a".repeat(64)));
+    }
 }

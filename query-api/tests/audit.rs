@@ -493,8 +493,22 @@ async fn bookings_stored_in_version_1_are_read_as_version_2_everywhere() {
     .await;
     let location = stack.location("Olympia", 100).await;
     let event = stack.event(&event_body(&location)).await.id();
-    // Booking requests exactly as version 1.0 stored them (no unit_price_cents).
+    // Booking requests exactly as version 1.0 stored them (no unit_price_cents), with
+    // the sagas command-api starts in the statement that appends such a fact (seeded
+    // straight into the store, they get them here).
     stack.seed_bookings(&event, 3).await;
+    sqlx::query(
+        "INSERT INTO booking_sagas (booking_id, event_id, seats, amount_cents, currency, card_token, correlation_id, step)
+         SELECT aggregate_id, payload -> 'BookingRequested' ->> 'event_id',
+                (payload -> 'BookingRequested' ->> 'seats')::integer,
+                (payload -> 'BookingRequested' ->> 'amount_cents')::bigint,
+                payload -> 'BookingRequested' ->> 'currency', payload -> 'BookingRequested' ->> 'card_token',
+                metadata ->> 'correlation_id', 'reserve'
+           FROM events WHERE event_type = 'BookingRequested'",
+    )
+    .execute(&stack.db.pool)
+    .await
+    .unwrap();
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT aggregate_id FROM events WHERE event_type = 'BookingRequested' AND event_version = '1.0'",
     )

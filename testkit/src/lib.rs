@@ -12,9 +12,11 @@
 //! deadline.
 //!
 //! [`api`] has tokens and requests; [`service`] runs a service in this process or as a
-//! child process.
+//! child process; [`gateway`] runs the payment gateway in this process.
 
 pub mod api;
+pub mod gateway;
+mod payments;
 pub mod service;
 
 use std::future::Future;

@@ -1,5 +1,5 @@
 //! `POST /v1/events/{id}/bookings` (any user) and `POST /v1/bookings/{id}/cancel`
-//! (the owner or an admin).
+//! (the owner or an admin, before the event starts: 409 `event_started` after).
 //!
 //! A booking is recorded `pending`; the saga moves it on.
 
@@ -103,11 +103,32 @@ async fn cancel_booking(
         value: CancelBookingDto {},
         fingerprint,
     } = body;
+    // When the booking's event starts: a booking never changes its event and an event
+    // never moves, so what this process saw in the last second will do.
+    let event_id = app
+        .bookings
+        .read_recent(&booking_id.to_string(), EVENT_MAX_AGE, |booking, _| {
+            booking.state().map(|state| state.event_id)
+        })
+        .await
+        .map_err(ApiError::unexpected)?;
+    let event_starts_at = match event_id {
+        Some(event_id) => app
+            .events
+            .read_recent(&event_id.to_string(), EVENT_MAX_AGE, |event, _| {
+                event.details().map(|details| details.starts_at)
+            })
+            .await
+            .map_err(ApiError::unexpected)?,
+        None => None,
+    };
     let command = BookingCommand::CancelBooking {
         by: Requester {
             user_id: user.id.clone(),
             is_admin: user.is_admin(),
         },
+        event_starts_at,
+        now: Utc::now(),
     };
     let submission = Submission {
         name: "cancel_booking",

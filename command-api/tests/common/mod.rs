@@ -49,8 +49,6 @@ pub fn saga_config(enabled: bool) -> SagaConfig {
     SagaConfig {
         enabled,
         hold_ttl: Duration::from_secs(600),
-        payment_latency: Duration::ZERO,
-        payment_timeout: Duration::from_secs(5),
         concurrency: 64,
     }
 }
@@ -188,13 +186,19 @@ pub async fn command_api_process(config: &Config) -> ServiceProcess {
             "BOXOFFICE_HOLD_TTL_SECS",
             config.saga.hold_ttl.as_secs_f64().to_string(),
         ),
-        (
-            "PAYMENT_LATENCY_MS",
-            config.saga.payment_latency.as_millis().to_string(),
-        ),
+        ("PAYMENT_GATEWAY_URL", config.payment.url.clone()),
         (
             "PAYMENT_TIMEOUT_MS",
-            config.saga.payment_timeout.as_millis().to_string(),
+            config.payment.timeout.as_millis().to_string(),
+        ),
+        ("PAYMENT_RETRIES", config.payment.retries.to_string()),
+        (
+            "BOXOFFICE_RECONCILE_EVERY_SECS",
+            config.payment.reconcile_every.as_secs().to_string(),
+        ),
+        (
+            "BOXOFFICE_RECONCILE_AFTER_SECS",
+            config.payment.reconcile_after.as_secs().to_string(),
         ),
     ]
     .map(|(k, v)| (k.to_owned(), v));

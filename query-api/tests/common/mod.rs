@@ -11,13 +11,17 @@ use platform::kafka::TopicSpec;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 pub use testkit::api::{admin, customer, event_body, event_body_in, location_body, Answer};
+pub use testkit::gateway::Gateway;
 use testkit::service::{serve, Running};
 use testkit::{eventually, TestDb, JWT_SECRET};
 use uuid::Uuid;
 
-/// command-api, projector and query-api on one database and topic.
+/// command-api, projector, query-api and the payment gateway on one database (the
+/// gateway in a schema of its own) and topic.
 pub struct Stack {
     pub db: TestDb,
+    /// The payment gateway command-api pays through.
+    pub gateway: Gateway,
     pub brokers: String,
     /// The topic the projector consumes.
     pub topic: TopicSpec,
@@ -45,8 +49,10 @@ pub struct Options {
     pub sagas: bool,
     /// How long a seat hold waits for the payment.
     pub hold_ttl: Duration,
-    /// The simulated gateway's latency.
+    /// The payment gateway's latency.
     pub payment_latency: Duration,
+    /// Changes to command-api's configuration (payment timeouts, reconciliation).
+    pub command: fn(&mut command_api::Config),
 }
 
 impl Default for Options {
@@ -58,6 +64,7 @@ impl Default for Options {
             sagas: true,
             hold_ttl: Duration::from_secs(600),
             payment_latency: Duration::ZERO,
+            command: |_| {},
         }
     }
 }
@@ -89,6 +96,9 @@ impl Stack {
 
     pub async fn start_with(options: Options) -> Self {
         let db = TestDb::create().await;
+        let mut gateway_config = testkit::gateway::config(&db);
+        gateway_config.latency = options.payment_latency;
+        let gateway = Gateway::start(gateway_config).await;
         let brokers = options.brokers.unwrap_or_else(testkit::kafka_brokers);
         let topic = testkit::unique_topic();
         let mut command_config = command_api::Config::new(&db.url, JWT_SECRET);
@@ -99,7 +109,8 @@ impl Stack {
         command_config.relay.poll_interval = Duration::from_millis(200);
         command_config.saga.enabled = options.sagas;
         command_config.saga.hold_ttl = options.hold_ttl;
-        command_config.saga.payment_latency = options.payment_latency;
+        command_config.payment.url = gateway.base_url.clone();
+        (options.command)(&mut command_config);
         // command-api first: it migrates the event store the others read.
         let command_app = command_api::Application::build(command_config)
             .await
@@ -122,6 +133,7 @@ impl Stack {
         }
         let mut stack = Self {
             db,
+            gateway,
             brokers,
             relay_topic: topic.name.clone(),
             command_state,
@@ -281,5 +293,6 @@ impl Stack {
         self.stop_projector().await;
         self.query.stop().await;
         self.command.stop().await;
+        self.gateway.stop().await;
     }
 }

@@ -1,0 +1,225 @@
+//! The books: every statement on `payment_intents` (schema `payment_gateway`, reached
+//! through the pool's `search_path`).
+//!
+//! Each operation that races another on one key or one intent is a single statement, so
+//! Postgres settles the race: the unique index on `idempotency_key` with `INSERT .. ON
+//! CONFLICT` for creates and technical cancels, a guarded `UPDATE .. WHERE status = ..`
+//! for transitions.
+
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+
+use crate::intent::{Intent, Operation, Status};
+
+/// The columns read back, in the order [`intent`] expects them.
+macro_rules! columns {
+    () => {
+        "id, idempotency_key, request_fingerprint, amount, currency, status, decline_code, \
+         metadata, created_at, updated_at, seq"
+    };
+}
+
+fn intent(row: &PgRow) -> sqlx::Result<Intent> {
+    let status: String = row.try_get("status")?;
+    Ok(Intent {
+        id: row.try_get("id")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        fingerprint: row.try_get("request_fingerprint")?,
+        amount: row.try_get("amount")?,
+        currency: row.try_get("currency")?,
+        status: status.parse().map_err(|err| sqlx::Error::ColumnDecode {
+            index: "status".into(),
+            source: Box::new(err),
+        })?,
+        decline_code: row.try_get("decline_code")?,
+        metadata: row.try_get("metadata")?,
+        created: row.try_get("created_at")?,
+        updated: row.try_get("updated_at")?,
+        seq: row.try_get("seq")?,
+    })
+}
+
+/// A payment intent to record.
+#[derive(Debug)]
+pub struct NewIntent<'a> {
+    /// Its `Idempotency-Key`.
+    pub idempotency_key: &'a str,
+    /// The fingerprint of the request.
+    pub fingerprint: &'a str,
+    /// In minor units.
+    pub amount: i64,
+    /// ISO 4217.
+    pub currency: &'a str,
+    /// The card token.
+    pub payment_method: &'a str,
+    /// `Authorized` or `Declined`.
+    pub status: Status,
+    /// Set when declined.
+    pub decline_code: Option<&'a str>,
+    /// A JSON object of strings.
+    pub metadata: &'a Value,
+}
+
+/// Records `new` unless its key is taken. Returns the intent holding the key and
+/// whether it was created now.
+pub async fn create(pool: &PgPool, new: &NewIntent<'_>) -> sqlx::Result<(Intent, bool)> {
+    let inserted = sqlx::query(concat!(
+        "INSERT INTO payment_intents (id, idempotency_key, request_fingerprint, amount, \
+         currency, payment_method, status, decline_code, metadata) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING ",
+        columns!()
+    ))
+    .bind(Intent::new_id())
+    .bind(new.idempotency_key)
+    .bind(new.fingerprint)
+    .bind(new.amount)
+    .bind(new.currency)
+    .bind(new.payment_method)
+    .bind(new.status.as_str())
+    .bind(new.decline_code)
+    .bind(new.metadata)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(row) = inserted {
+        return Ok((intent(&row)?, true));
+    }
+    // DO NOTHING waited for the conflicting insert to commit, but this statement's
+    // snapshot predates that commit, so the row is read by a new statement. Rows are
+    // never deleted: it is there.
+    let existing = by_key(pool, new.idempotency_key)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    Ok((existing, false))
+}
+
+/// The intent `id`.
+pub async fn by_id(pool: &PgPool, id: &str) -> sqlx::Result<Option<Intent>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM payment_intents WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .map(|row| intent(&row))
+    .transpose()
+}
+
+/// The intent (or tombstone) holding `key`.
+pub async fn by_key(pool: &PgPool, key: &str) -> sqlx::Result<Option<Intent>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM payment_intents WHERE idempotency_key = $1"
+    ))
+    .bind(key)
+    .fetch_optional(pool)
+    .await?
+    .map(|row| intent(&row))
+    .transpose()
+}
+
+/// Makes one of `op`'s moves on intent `id`, if its status is one they start from.
+/// `None` when it is not (or there is no such intent).
+pub async fn transition(pool: &PgPool, id: &str, op: &Operation) -> sqlx::Result<Option<Intent>> {
+    let (from, to): (Vec<&str>, Vec<&str>) = op
+        .moves
+        .iter()
+        .map(|(from, to)| (from.as_str(), to.as_str()))
+        .unzip();
+    sqlx::query(concat!(
+        "UPDATE payment_intents SET status = m.to_status, updated_at = now() \
+         FROM unnest($2::text[], $3::text[]) AS m(from_status, to_status) \
+         WHERE id = $1 AND status = m.from_status RETURNING ",
+        columns!()
+    ))
+    .bind(id)
+    .bind(from)
+    .bind(to)
+    .fetch_optional(pool)
+    .await?
+    .map(|row| intent(&row))
+    .transpose()
+}
+
+/// What a technical cancel did.
+#[derive(Debug)]
+pub enum KeyCancel {
+    /// Nobody had used the key: a tombstone holds it now.
+    Tombstoned(Intent),
+    /// The authorization holding the key is voided now.
+    Voided(Intent),
+    /// The intent holding the key was not authorized; it is as it was.
+    Untouched(Intent),
+}
+
+/// The technical cancel of `key`, in one statement against a concurrent create: either
+/// the tombstone goes in first (and the create finds it) or the create's intent does
+/// (and is voided here when authorized).
+pub async fn cancel_by_key(pool: &PgPool, key: &str) -> sqlx::Result<KeyCancel> {
+    let tombstone_id = Intent::new_id();
+    let written = sqlx::query(concat!(
+        "INSERT INTO payment_intents AS p (id, idempotency_key, status) \
+         VALUES ($1, $2, 'voided') \
+         ON CONFLICT (idempotency_key) DO UPDATE SET status = 'voided', updated_at = now() \
+         WHERE p.status = 'authorized' RETURNING ",
+        columns!()
+    ))
+    .bind(&tombstone_id)
+    .bind(key)
+    .fetch_optional(pool)
+    .await?
+    .map(|row| intent(&row))
+    .transpose()?;
+    match written {
+        Some(intent) if intent.id == tombstone_id => Ok(KeyCancel::Tombstoned(intent)),
+        Some(intent) => Ok(KeyCancel::Voided(intent)),
+        None => {
+            // The key's intent was not authorized; it was committed (ON CONFLICT waited
+            // for it), so a new statement sees it.
+            let existing = by_key(pool, key).await?.ok_or(sqlx::Error::RowNotFound)?;
+            Ok(KeyCancel::Untouched(existing))
+        }
+    }
+}
+
+/// Up to `limit` intents after creation position `after`, in creation order, of
+/// `status` when given.
+pub async fn list(
+    pool: &PgPool,
+    status: Option<Status>,
+    after: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<Intent>> {
+    // Two statements rather than `($1 IS NULL OR status = $1)`, whose generic plan
+    // would not use the (status, seq) index.
+    let rows = match status {
+        Some(status) => {
+            sqlx::query(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM payment_intents WHERE status = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            ))
+            .bind(status.as_str())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }
+        None => {
+            sqlx::query(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM payment_intents WHERE seq > $1 ORDER BY seq LIMIT $2"
+            ))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    rows.iter().map(intent).collect()
+}

@@ -1,0 +1,409 @@
+//! Money through the payment gateway across HTTP: no authorization outlives its
+//! booking, whatever races the saga (a cancellation mid-authorization, an
+//! authorization this side gave up on that the gateway carries out later), a circuit
+//! breaker that holds sagas back during an outage instead of failing them, and the
+//! reconciliation sweep that finds and mends what the sagas cannot see.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use domain::booking::{BookingFact, Reason};
+use domain::values::{CardToken, Currency};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use testkit::eventually;
+use uuid::Uuid;
+
+async fn event(stack: &Stack, capacity: u32) -> String {
+    let location = stack.location("Olympia", capacity).await;
+    stack.event(&event_body(&location)).await.id()
+}
+
+async fn book_with(stack: &Stack, event: &str, user: &str, card: &str) -> String {
+    let answer = stack
+        .command(
+            &format!("/v1/events/{event}/bookings"),
+            &customer(user),
+            &json!({"seats": 2, "card_token": card}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    answer.id()
+}
+
+async fn until_status(stack: &Stack, booking: &str, status: &str) -> Value {
+    stack
+        .eventually(
+            &format!("/v1/bookings/{booking}"),
+            &admin(),
+            &format!("booking {booking} to be {status}"),
+            |a| a.status == StatusCode::OK && a.body["status"] == status,
+        )
+        .await
+        .body
+}
+
+/// The saga's step, and whether a runner holds it now.
+async fn saga(stack: &Stack, booking: &str) -> (String, bool) {
+    sqlx::query_as(
+        "SELECT step, coalesce(lease_until > now(), false) FROM booking_sagas WHERE booking_id = $1",
+    )
+    .bind(booking)
+    .fetch_one(&stack.db.pool)
+    .await
+    .unwrap()
+}
+
+/// Waits until the booking's saga is done.
+async fn saga_done(stack: &Stack, booking: &str) {
+    eventually(Duration::from_secs(60), "the saga to finish", || async {
+        (saga(stack, booking).await.0 == "done").then_some(())
+    })
+    .await;
+}
+
+/// Authorization attempts command-api sent the gateway (every outcome but "not sent").
+fn authorizations_sent(stack: &Stack) -> u64 {
+    ["ok", "refused", "unavailable", "timeout"]
+        .into_iter()
+        .map(|outcome| {
+            stack
+                .command_state
+                .metrics
+                .payment_calls
+                .get_or_create(&command_api::metrics::PaymentCallLabels {
+                    operation: "authorize",
+                    outcome,
+                })
+                .get()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn an_event_cancelled_while_the_payment_is_being_authorized_leaves_no_money_held() {
+    let stack = Stack::start_with(Options {
+        payment_latency: Duration::from_secs(1),
+        ..Options::default()
+    })
+    .await;
+    let event = event(&stack, 10).await;
+    let booking = book_with(&stack, &event, "alice", "tok_visa").await;
+    // The runner is inside the gateway call (it takes a second).
+    eventually(
+        Duration::from_secs(10),
+        "the authorization under way",
+        || async { (saga(&stack, &booking).await == ("authorize".into(), true)).then_some(()) },
+    )
+    .await;
+
+    let cancel = stack
+        .command(
+            &format!("/v1/events/{event}/cancel"),
+            &admin(),
+            &json!({"reason": "storm"}),
+        )
+        .await;
+    assert_eq!(cancel.status, StatusCode::ACCEPTED);
+
+    let shown = until_status(&stack, &booking, "rejected").await;
+    assert_eq!(shown["reason"], "event_cancelled");
+    saga_done(&stack, &booking).await;
+    // Whatever the authorization did, it holds nothing now, and nothing in flight can
+    // change that (the key is voided at the gateway).
+    eventually(
+        Duration::from_secs(10),
+        "every authorization to land",
+        || async {
+            (stack.gateway.requests("create").await >= authorizations_sent(&stack)).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        stack.gateway.status_by_key(&booking).await.as_deref(),
+        Some("voided")
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_authorization_given_up_on_but_carried_out_by_the_gateway_is_voided() {
+    // Each authorization takes the gateway 5 s; this side waits 400 ms per attempt,
+    // and the hold lasts 1.5 s: every attempt is given up on, and the hold expires
+    // while all of them are still on their way.
+    let stack = Stack::start_with(Options {
+        payment_latency: Duration::from_secs(5),
+        hold_ttl: Duration::from_millis(1500),
+        command: |config| {
+            config.payment.timeout = Duration::from_millis(400);
+            config.payment.retries = 0;
+            config.payment.circuit_open = Duration::from_millis(200);
+        },
+        ..Options::default()
+    })
+    .await;
+    let event = event(&stack, 10).await;
+    let booking = book_with(&stack, &event, "alice", "tok_visa").await;
+
+    let shown = until_status(&stack, &booking, "rejected").await;
+    assert_eq!(shown["reason"], "hold_expired");
+    // The gateway answers at once from now on (requests already in it keep their
+    // 5 s): the release's void goes through before any authorization lands.
+    stack.gateway.set_faults("normal", 0).await;
+    saga_done(&stack, &booking).await;
+    let sent = authorizations_sent(&stack);
+    assert!(sent >= 1);
+    eventually(
+        Duration::from_secs(20),
+        "every authorization to land at the gateway",
+        || async { (stack.gateway.requests("create").await >= sent).then_some(()) },
+    )
+    .await;
+    // The void came first and the gateway kept it: the late authorizations were
+    // refused there, and nothing was ever held (the voided key has no amount).
+    let intent = stack.gateway.intent_by_key(&booking).await.unwrap();
+    assert_eq!(
+        (intent.status.as_str(), intent.amount),
+        ("voided", None),
+        "{intent:?}"
+    );
+    let seats = stack
+        .eventually(
+            &format!("/v1/events/{event}"),
+            &admin(),
+            "the hold released",
+            |a| a.body["seats_held"] == 0,
+        )
+        .await;
+    assert_eq!(seats.body["seats_available"], 10);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_open_circuit_holds_the_saga_back_until_the_gateway_returns() {
+    let stack = Stack::start_with(Options {
+        command: |config| {
+            config.payment.timeout = Duration::from_millis(300);
+            config.payment.retries = 1;
+            config.payment.circuit_failures = 3;
+            config.payment.circuit_open = Duration::from_millis(1500);
+        },
+        ..Options::default()
+    })
+    .await;
+    let event = event(&stack, 10).await;
+    let metrics = &stack.command_state.metrics;
+    let circuit = |state| {
+        metrics
+            .payment_circuit_state
+            .get_or_create(&command_api::metrics::CircuitLabel { state })
+            .get()
+    };
+    assert_eq!(circuit("closed"), 1);
+
+    stack.gateway.set_faults("unavailable", 0).await;
+    let booking = book_with(&stack, &event, "alice", "tok_visa").await;
+    eventually(Duration::from_secs(20), "the circuit to open", || async {
+        (circuit("open") == 1).then_some(())
+    })
+    .await;
+    // While it is open, calls are not even sent, and the booking waits, pending.
+    eventually(Duration::from_secs(20), "a call held back", || async {
+        let held_back = metrics
+            .payment_calls
+            .get_or_create(&command_api::metrics::PaymentCallLabels {
+                operation: "authorize",
+                outcome: "circuit_open",
+            })
+            .get();
+        (held_back > 0).then_some(())
+    })
+    .await;
+    until_status(&stack, &booking, "pending").await;
+    assert!(metrics.payment_circuit_opened.get() >= 1);
+
+    // The gateway returns: a probe closes the circuit and the booking is confirmed.
+    stack.gateway.set_faults("normal", 0).await;
+    until_status(&stack, &booking, "confirmed").await;
+    eventually(Duration::from_secs(10), "the capture", || async {
+        (stack.gateway.status_by_key(&booking).await.as_deref() == Some("captured")).then_some(())
+    })
+    .await;
+    assert_eq!(circuit("closed"), 1);
+    // What /metrics shows, under a name with "circuit" in it.
+    let text = stack
+        .client
+        .get(stack.command.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("boxoffice_payment_circuit_state{state=\"closed\"} 1"));
+    assert!(text.contains("boxoffice_payment_call_duration_seconds"));
+    stack.stop().await;
+}
+
+/// Appends a booking's facts straight into the store, as if its saga had run on
+/// another system: requested, then `then`.
+async fn stored_booking(stack: &Stack, event: &str, then: Option<BookingFact>) -> String {
+    let id = Uuid::now_v7().to_string();
+    let requested = BookingFact::BookingRequested {
+        event_id: event.parse().unwrap(),
+        user_id: "zoe".into(),
+        seats: 1,
+        unit_price_cents: 2500,
+        amount_cents: 2500,
+        currency: Currency::parse("EUR").unwrap(),
+        card_token: CardToken::parse("tok_visa").unwrap(),
+    };
+    let mut facts = vec![requested];
+    facts.extend(then);
+    for (sequence, fact) in facts.iter().enumerate() {
+        let payload = serde_json::to_value(fact).unwrap();
+        // `{"BookingRequested": {..}}`, or `"BookingConfirmed"` for a fact without data.
+        let event_type = match &payload {
+            Value::String(name) => name.clone(),
+            other => other.as_object().unwrap().keys().next().unwrap().clone(),
+        };
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             VALUES ('booking', $1, $2, $3, '2.0', $4, '{\"user_id\": \"zoe\"}')",
+        )
+        .bind(&id)
+        .bind(sequence as i64 + 1)
+        .bind(&event_type)
+        .bind(&payload)
+        .execute(&stack.db.pool)
+        .await
+        .unwrap();
+    }
+    id
+}
+
+#[tokio::test]
+async fn the_reconciliation_sweep_captures_voids_and_leaves_pending_payments_alone() {
+    let stack = Stack::start_with(Options {
+        command: |config| {
+            config.payment.reconcile_every = Duration::from_millis(300);
+            config.payment.reconcile_after = Duration::ZERO;
+        },
+        ..Options::default()
+    })
+    .await;
+    let event = event(&stack, 10).await;
+    // Bookings whose payments the gateway holds, but no saga of ours will settle: a
+    // confirmed one never captured, a rejected one never voided, one still pending,
+    // and a payment for no booking of ours at all.
+    let confirmed = stored_booking(&stack, &event, Some(BookingFact::BookingConfirmed)).await;
+    let rejected = stored_booking(
+        &stack,
+        &event,
+        Some(BookingFact::BookingRejected {
+            reason: Reason::HoldExpired,
+        }),
+    )
+    .await;
+    let pending = stored_booking(&stack, &event, None).await;
+    let stranger = "no-such-booking";
+    for key in [&confirmed, &rejected, &pending, &stranger.to_owned()] {
+        let intent = stack.gateway.authorize(key, 2500, "tok_visa").await;
+        assert_eq!(intent["status"], "authorized", "{intent}");
+    }
+
+    let findings = |finding| {
+        stack
+            .command_state
+            .metrics
+            .reconciliation_findings
+            .get_or_create(&command_api::metrics::FindingLabel { finding })
+            .get()
+    };
+    eventually(Duration::from_secs(20), "the sweep's findings", || async {
+        (findings("captured") == 1 && findings("voided") == 1 && findings("orphaned") == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        stack.gateway.status_by_key(&confirmed).await.as_deref(),
+        Some("captured")
+    );
+    assert_eq!(
+        stack.gateway.status_by_key(&rejected).await.as_deref(),
+        Some("voided")
+    );
+    assert_eq!(
+        stack.gateway.status_by_key(stranger).await.as_deref(),
+        Some("voided")
+    );
+    // Later passes find nothing more, and leave the pending booking's payment to its
+    // saga.
+    let passes = stack.command_state.metrics.reconciliation_passes.get();
+    eventually(Duration::from_secs(20), "two more passes", || async {
+        (stack.command_state.metrics.reconciliation_passes.get() >= passes + 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        (
+            findings("captured"),
+            findings("voided"),
+            findings("orphaned")
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        stack.gateway.status_by_key(&pending).await.as_deref(),
+        Some("authorized")
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_confirmed_booking_cannot_be_cancelled_once_its_show_has_started() {
+    let stack = Stack::start().await;
+    let location = stack.location("Olympia", 10).await;
+    // An event that starts in two seconds (the API takes no event in the past).
+    let starts = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let body = json!({
+        "name": "Matinee", "location_id": location, "hall": "Main",
+        "starts_at": starts.to_rfc3339(), "ends_at": (starts + chrono::Duration::hours(2)).to_rfc3339(),
+        "price_cents": 2500, "currency": "EUR",
+    });
+    let event = stack.event(&body).await.id();
+    let booking = book_with(&stack, &event, "alice", "tok_visa").await;
+    until_status(&stack, &booking, "confirmed").await;
+    saga_done(&stack, &booking).await;
+    // The show begins (the condition is the clock itself).
+    let left = (starts - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_millis(50)).await;
+    let events_before = stack.db.scalar("SELECT count(*) FROM events").await;
+
+    let cancel = stack
+        .command(
+            &format!("/v1/bookings/{booking}/cancel"),
+            &customer("alice"),
+            &json!({}),
+        )
+        .await;
+
+    assert_eq!(
+        (cancel.status, cancel.code()),
+        (StatusCode::CONFLICT, "event_started"),
+        "{}",
+        cancel.body
+    );
+    assert_eq!(
+        stack.db.scalar("SELECT count(*) FROM events").await,
+        events_before,
+        "nothing was appended"
+    );
+    assert_eq!(saga(&stack, &booking).await.0, "done", "no refund started");
+    assert_eq!(
+        stack.gateway.status_by_key(&booking).await.as_deref(),
+        Some("captured")
+    );
+    stack.stop().await;
+}

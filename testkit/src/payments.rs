@@ -1,0 +1,67 @@
+//! What tests ask of the payment gateway besides running it ([`crate::gateway`]): its
+//! fault switch, its books, its request counts.
+
+use serde_json::{json, Value};
+
+use crate::gateway::Gateway;
+
+impl Gateway {
+    /// Sets the gateway's fault mode (`normal`, `unavailable`, `hang`, `lose_answer`)
+    /// and latency, as `PUT /admin/faults` does.
+    pub async fn set_faults(&self, mode: &str, latency_ms: u64) {
+        let answer = crate::http()
+            .put(self.url("/admin/faults"))
+            .json(&json!({"mode": mode, "latency_ms": latency_ms}))
+            .send()
+            .await
+            .expect("the gateway does not answer");
+        assert!(
+            answer.status().is_success(),
+            "cannot set the gateway's faults: {}",
+            answer.status()
+        );
+    }
+
+    /// The status of the intent under `key`, if the gateway knows one (read from its
+    /// books, so that no fault mode gets in the way).
+    pub async fn status_by_key(&self, key: &str) -> Option<String> {
+        self.intent_by_key(key)
+            .await
+            .map(|intent| intent.status.as_str().to_owned())
+    }
+
+    /// Authorizes a payment under `key` directly at the gateway, as another client
+    /// would; the intent.
+    pub async fn authorize(&self, key: &str, amount: i64, card: &str) -> Value {
+        crate::http()
+            .post(self.url("/v1/payment_intents"))
+            .header("Idempotency-Key", key)
+            .json(&json!({"amount": amount, "currency": "EUR", "payment_method": card}))
+            .send()
+            .await
+            .expect("the gateway does not answer")
+            .json()
+            .await
+            .expect("an intent")
+    }
+
+    /// How many requests of `operation` the gateway has handled to the end, whatever
+    /// their answer (from `payment_gateway_requests_total` on `/metrics`).
+    pub async fn requests(&self, operation: &str) -> u64 {
+        let text = crate::http()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("the gateway does not answer")
+            .text()
+            .await
+            .unwrap_or_default();
+        let label = format!("operation=\"{operation}\"");
+        text.lines()
+            .filter(|line| {
+                line.starts_with("payment_gateway_requests_total{") && line.contains(&label)
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+}
