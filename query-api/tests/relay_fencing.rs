@@ -84,7 +84,10 @@ async fn a_relay_that_lost_its_lock_stops_within_a_batch_and_the_projection_is_u
         if leader.relay_leader.get() == 0 {
             break leader.outbox_published.get();
         }
-        assert!(Instant::now() < deadline, "the old leader never stepped down");
+        assert!(
+            Instant::now() < deadline,
+            "the old leader never stepped down"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     let after_losing = published_after - published_before;

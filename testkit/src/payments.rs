@@ -46,8 +46,21 @@ impl Gateway {
     }
 
     /// How many requests of `operation` the gateway has handled to the end, whatever
-    /// their answer (from `payment_gateway_requests_total` on `/metrics`).
+    /// their answer (`payment_gateway_requests_total` on `/metrics`).
     pub async fn requests(&self, operation: &str) -> u64 {
+        self.metric("payment_gateway_requests_total{", operation)
+            .await
+    }
+
+    /// How many requests of `operation` the gateway is carrying out now, hung ones
+    /// included (`payment_gateway_requests_in_flight`).
+    pub async fn in_flight(&self, operation: &str) -> u64 {
+        self.metric("payment_gateway_requests_in_flight{", operation)
+            .await
+    }
+
+    /// The sum of the samples of a metric (named up to its `{`) for `operation`.
+    async fn metric(&self, prefix: &str, operation: &str) -> u64 {
         let text = crate::http()
             .get(self.url("/metrics"))
             .send()
@@ -58,9 +71,7 @@ impl Gateway {
             .unwrap_or_default();
         let label = format!("operation=\"{operation}\"");
         text.lines()
-            .filter(|line| {
-                line.starts_with("payment_gateway_requests_total{") && line.contains(&label)
-            })
+            .filter(|line| line.starts_with(prefix) && line.contains(&label))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
     }
