@@ -385,6 +385,7 @@ async fn appends(pool: &PgPool, clients: usize, length: Duration) -> anyhow::Res
                         .bind(json!([]))
                         .bind(json!([]))
                         .bind(json!([]))
+                        .bind(json!([]))
                         .execute(&pool)
                         .await?;
                     measured.record(began.elapsed());

@@ -10,6 +10,7 @@ use axum::extract::FromRef;
 use domain::booking::Booking;
 use domain::event::Event;
 use domain::location::Location;
+use domain::user::UserData;
 use platform::auth::Jwt;
 use platform::http::ReadinessCheck;
 use platform::kafka::KafkaLogs;
@@ -46,6 +47,8 @@ pub struct App {
     pub events: AggregateStore<Event>,
     /// Bookings.
     pub bookings: AggregateStore<Booking>,
+    /// Users (the erasure of their personal data).
+    pub users: AggregateStore<UserData>,
     /// The payment gateway's client.
     pub gateway: GatewayClient,
 }
@@ -84,13 +87,18 @@ impl Application {
         let pool = platform::db::connect(&config.database_url, config.db_max_connections).await?;
         platform::db::migrate_event_store(&pool).await?;
 
+        // Who this store is, for the payment gateway's books (see the reconciliation).
+        let store: uuid::Uuid = sqlx::query_scalar("SELECT id FROM store_identity")
+            .fetch_one(&pool)
+            .await
+            .context("cannot read the store's identity")?;
         let mut registry = Registry::default();
         let metrics = Metrics::new(&mut registry);
         let (appended, _) = watch::channel(0u64);
         let appender = Appender::start(pool.clone(), config.append_writers, metrics.clone());
         let app = App {
-            gateway: GatewayClient::new(&config.payment, metrics.clone())?,
-            jwt: Jwt::new(&config.jwt_secret),
+            gateway: GatewayClient::new(&config.payment, store, metrics.clone())?,
+            jwt: Jwt::for_service(&config.jwt_secret, config.jwt_rules.clone())?,
             locations: AggregateStore::new(
                 pool.clone(),
                 appender.clone(),
@@ -106,6 +114,13 @@ impl Application {
                 metrics.clone(),
             ),
             bookings: AggregateStore::new(
+                pool.clone(),
+                appender.clone(),
+                (),
+                appended.clone(),
+                metrics.clone(),
+            ),
+            users: AggregateStore::new(
                 pool.clone(),
                 appender,
                 (),

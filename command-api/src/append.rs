@@ -37,11 +37,11 @@ use crate::metrics::Metrics;
 ///   versions, payloads and metadata, one element per event, in the order they are to
 ///   be stored (positions follow it);
 /// - `$8`: booking sagas to start, `$9`: booking sagas to move, `$10`: event
-///   cancellation sagas to start, `$11`: `Idempotency-Key` records; each a JSON array
-///   of rows (empty when there are none).
+///   cancellation sagas to start, `$11`: `Idempotency-Key` records, `$12`: user keys to
+///   destroy; each a JSON array of rows (empty when there are none).
 ///
-/// One statement is one transaction: the facts, the sagas they start and the keys they
-/// answer are written together or not at all. The sub-statements all see the store as
+/// One statement is one transaction: the facts, the sagas they start, the keys they
+/// answer and the user keys they destroy are written together or not at all. The sub-statements all see the store as
 /// it was before the statement, which is all they need: a batch never holds two
 /// appends of one aggregate, so no saga is started and moved by one statement.
 pub const APPEND_SQL: &str = "
@@ -52,11 +52,11 @@ WITH appended AS (
            AS u(a, i, s, t, v, p, m)
     RETURNING 1
 ), started AS (
-    INSERT INTO booking_sagas (booking_id, event_id, seats, amount_cents, currency, card_token, correlation_id, step)
-    SELECT x.booking_id, x.event_id, x.seats, x.amount_cents, x.currency, x.card_token, x.correlation_id, 'reserve'
+    INSERT INTO booking_sagas (booking_id, event_id, seats, amount_cents, currency, payment_method, correlation_id, step)
+    SELECT x.booking_id, x.event_id, x.seats, x.amount_cents, x.currency, x.payment_method, x.correlation_id, 'reserve'
       FROM jsonb_to_recordset($8::jsonb)
            AS x(booking_id text, event_id text, seats integer, amount_cents bigint, currency text,
-                card_token text, correlation_id text)
+                payment_method text, correlation_id text)
     ON CONFLICT (booking_id) DO NOTHING
 ), moved AS (
     -- The lease stays as it is: a runner still busy with the old step finishes it, finds
@@ -83,6 +83,13 @@ WITH appended AS (
       FROM jsonb_to_recordset($11::jsonb)
            AS x(user_id text, idempotency_key text, request_fingerprint text, request_id text,
                 aggregate_type text, aggregate_id text, last_sequence bigint)
+), destroyed AS (
+    -- An erasure: the keys go with the fact that records it, or neither does. Every key
+    -- of the user alive now goes, also one a booking made in the meantime.
+    UPDATE user_keys k
+       SET secret = NULL, destroyed_at = now()
+      FROM jsonb_to_recordset($12::jsonb) AS x(user_id text)
+     WHERE k.user_id = x.user_id AND k.secret IS NOT NULL
 )
 SELECT count(*) FROM appended";
 
@@ -307,6 +314,7 @@ async fn insert(pool: &PgPool, batch: &[Append]) -> Result<(), Failure> {
         .bind(&effects.moved)
         .bind(&effects.cancellations)
         .bind(&effects.keys)
+        .bind(&effects.destroyed)
         .execute(pool)
         .await
         .map(drop)
@@ -319,65 +327,51 @@ struct EffectRows {
     moved: Value,
     cancellations: Value,
     keys: Value,
+    destroyed: Value,
 }
 
 impl EffectRows {
     fn of(batch: &[Append]) -> Self {
-        let (mut started, mut moved, mut cancellations, mut keys) =
+        let (mut started, mut moved, mut cancellations, mut destroyed) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for effects in batch.iter().map(|a| &a.effects) {
-            for reaction in &effects.reactions {
-                match reaction {
-                    Reaction::StartBookingSaga(saga) => started.push(json!({
-                        "booking_id": saga.booking_id,
-                        "event_id": saga.event_id,
-                        "seats": saga.seats,
-                        "amount_cents": saga.amount_cents,
-                        "currency": saga.currency,
-                        "card_token": saga.card_token,
-                        "correlation_id": saga.correlation_id,
-                    })),
-                    Reaction::MoveBookingSaga {
-                        booking_id,
-                        to,
-                        unless_at,
-                        correlation_id,
-                    } => moved.push(json!({
-                        "booking_id": booking_id,
-                        "step": to.name(),
-                        "reason": match to {
-                            Step::Release { reason } => Some(reason.as_str()),
-                            _ => None,
-                        },
-                        "unless_at": unless_at,
-                        "correlation_id": correlation_id,
-                    })),
-                    Reaction::StartEventCancellation {
-                        event_id,
-                        correlation_id,
-                    } => cancellations.push(json!({
-                        "event_id": event_id,
-                        "correlation_id": correlation_id,
-                    })),
+        let effects = batch.iter().map(|a| &a.effects);
+        for reaction in effects.clone().flat_map(|e| &e.reactions) {
+            match reaction {
+                Reaction::StartBookingSaga(saga) => started.push(json!(saga)),
+                Reaction::MoveBookingSaga {
+                    booking_id,
+                    to,
+                    unless_at,
+                    correlation_id,
+                } => moved.push(json!({
+                    "booking_id": booking_id,
+                    "step": to.name(),
+                    "reason": match to {
+                        Step::Release { reason } => Some(reason.as_str()),
+                        _ => None,
+                    },
+                    "unless_at": unless_at,
+                    "correlation_id": correlation_id,
+                })),
+                Reaction::StartEventCancellation {
+                    event_id,
+                    correlation_id,
+                } => cancellations.push(json!({
+                    "event_id": event_id,
+                    "correlation_id": correlation_id,
+                })),
+                Reaction::DestroyUserKeys { user_id, keys } => {
+                    destroyed.push(json!({"user_id": user_id, "keys": keys}));
                 }
             }
-            for key in &effects.keys {
-                keys.push(json!({
-                    "user_id": key.user_id,
-                    "idempotency_key": key.key,
-                    "request_fingerprint": key.fingerprint,
-                    "request_id": key.request_id,
-                    "aggregate_type": key.aggregate_type,
-                    "aggregate_id": key.aggregate_id,
-                    "last_sequence": key.last_sequence,
-                }));
-            }
         }
+        let keys: Vec<&KeyRecord> = effects.flat_map(|e| &e.keys).collect();
         Self {
             started: Value::Array(started),
             moved: Value::Array(moved),
             cancellations: Value::Array(cancellations),
-            keys: Value::Array(keys),
+            keys: json!(keys),
+            destroyed: Value::Array(destroyed),
         }
     }
 }

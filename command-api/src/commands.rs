@@ -18,6 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cqrs_es::Aggregate;
+use domain::policy::keys;
 use domain::{DomainError, ErrorKind};
 use platform::auth::User;
 use platform::http::{ApiError, IdempotencyKey};
@@ -218,16 +219,19 @@ where
 /// The metadata stored with every event the command appends.
 fn metadata(s: &Submission<'_>) -> HashMap<String, String> {
     let mut metadata = HashMap::from([
-        ("user_id".to_owned(), s.user.id.clone()),
+        (keys::USER_ID.to_owned(), s.user.id.clone()),
         (
-            "correlation_id".to_owned(),
+            keys::CORRELATION_ID.to_owned(),
             s.context.correlation_id.clone(),
         ),
-        ("causation_id".to_owned(), s.context.request_id.clone()),
+        (keys::CAUSATION_ID.to_owned(), s.context.request_id.clone()),
     ]);
     if let Some(key) = &s.context.idempotency_key {
-        metadata.insert("idempotency_key".to_owned(), key.clone());
-        metadata.insert("request_fingerprint".to_owned(), s.fingerprint.to_owned());
+        metadata.insert(keys::IDEMPOTENCY_KEY.to_owned(), key.clone());
+        metadata.insert(
+            keys::REQUEST_FINGERPRINT.to_owned(),
+            s.fingerprint.to_owned(),
+        );
     }
     metadata
 }
@@ -251,6 +255,19 @@ fn refusal<E: DomainError>(err: &E) -> ApiError {
         ErrorKind::Conflict => ApiError::conflict(err.code(), message),
         ErrorKind::Invalid => ApiError::unprocessable(err.code(), message),
         ErrorKind::Forbidden => ApiError::forbidden(message),
+    }
+}
+
+/// The first answer to this submission's `Idempotency-Key`, when the user used it
+/// before: for a handler that must ask something of the outside world before it submits
+/// (and must not ask again for a retry).
+pub async fn replayed<A: Aggregate>(
+    app: &App,
+    s: &Submission<'_>,
+) -> Result<Option<Response>, ApiError> {
+    match &s.context.idempotency_key {
+        Some(key) => replay::<A>(app, s, key).await,
+        None => Ok(None),
     }
 }
 

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use platform::auth::JwtRules;
 use platform::config::{parse_or, required, var_or};
 use platform::kafka::TopicSpec;
 
@@ -21,8 +22,11 @@ pub struct Config {
     /// `KAFKA_TOPIC` (default `boxoffice.events`), `KAFKA_TOPIC_PARTITIONS` (default 6)
     /// and `KAFKA_TOPIC_REPLICATION` (default 1), used when the topic must be created.
     pub topic: TopicSpec,
-    /// `BOXOFFICE_JWT_SECRET`, required. Never logged.
+    /// `BOXOFFICE_JWT_SECRET`, required, at least 32 bytes. Never logged.
     pub jwt_secret: String,
+    /// `BOXOFFICE_JWT_ISSUER`, `BOXOFFICE_JWT_AUDIENCE`, `BOXOFFICE_JWT_MAX_TTL_SECS`:
+    /// what a token must satisfy.
+    pub jwt_rules: JwtRules,
     /// `COMMAND_API_ADDR` (default `127.0.0.1:8080`).
     pub addr: SocketAddr,
     /// The outbox relay's settings.
@@ -117,6 +121,7 @@ impl std::fmt::Debug for Config {
             .field("kafka_brokers", &self.kafka_brokers)
             .field("topic", &self.topic)
             .field("jwt_secret", &"<redacted>")
+            .field("jwt_rules", &self.jwt_rules)
             .field("addr", &self.addr)
             .field("relay", &self.relay)
             .field("saga", &self.saga)
@@ -142,6 +147,7 @@ impl Config {
                 replication: 1,
             },
             jwt_secret: jwt_secret.to_owned(),
+            jwt_rules: JwtRules::default(),
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             relay: RelayConfig {
                 enabled: true,
@@ -189,6 +195,7 @@ impl Config {
                 replication: parse_or("KAFKA_TOPIC_REPLICATION", d.topic.replication)?,
             },
             addr: parse_or("COMMAND_API_ADDR", d.addr)?,
+            jwt_rules: JwtRules::from_env()?,
             relay: RelayConfig {
                 enabled: parse_or("BOXOFFICE_RELAY_ENABLED", d.relay.enabled)?,
                 batch_size: parse_or("BOXOFFICE_RELAY_BATCH", d.relay.batch_size)?,

@@ -1,8 +1,9 @@
 //! `Idempotency-Key` records.
 //!
-//! An accepted command's record is written by the append trigger, in the same
-//! transaction as its events (see the event-store migration): it names the aggregate and
-//! its last sequence, from which the first answer is rendered again. A refused command
+//! An accepted command's record is written by command-api in the statement that appends
+//! its events (`domain::policy::key_record` decides it; `crate::append` writes it): it
+//! names the aggregate and its last sequence, from which the first answer is rendered
+//! again. A refused command
 //! appends nothing; its record keeps the status and body of the refusal. Records expire
 //! after `BOXOFFICE_IDEMPOTENCY_TTL_HOURS`.
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use command_api::{Application, Config};
-use platform::auth::{Jwt, Role};
+use platform::auth::{Claims, Jwt, JwtRules, Role};
 
 #[derive(Parser)]
 #[command(
@@ -21,7 +21,8 @@ struct Cli {
 enum Command {
     /// Serve the command API (the default).
     Serve,
-    /// Print a token signed with BOXOFFICE_JWT_SECRET, for local use.
+    /// Print a token signed with BOXOFFICE_JWT_SECRET, for local use (with the issuer and
+    /// audience of BOXOFFICE_JWT_ISSUER and BOXOFFICE_JWT_AUDIENCE, when set).
     Token {
         /// The user id (the token's `sub`).
         #[arg(long)]
@@ -29,9 +30,15 @@ enum Command {
         /// `admin` or `customer`.
         #[arg(long)]
         role: Role,
-        /// How long the token is valid, in seconds.
+        /// How long the token is valid, in seconds (at most BOXOFFICE_JWT_MAX_TTL_SECS).
         #[arg(long, default_value_t = 24 * 3600)]
         ttl_secs: u64,
+        /// The user's e-mail address (the `email` claim), for bookings with contact data.
+        #[arg(long)]
+        email: Option<String>,
+        /// The user's name (the `name` claim).
+        #[arg(long)]
+        name: Option<String>,
     },
 }
 
@@ -42,12 +49,20 @@ async fn main() -> anyhow::Result<()> {
             sub,
             role,
             ttl_secs,
+            email,
+            name,
         } => {
             let secret = platform::config::required("BOXOFFICE_JWT_SECRET")?;
-            println!(
-                "{}",
-                Jwt::new(&secret).issue(&sub, role, Duration::from_secs(ttl_secs))
+            let jwt = Jwt::for_service(&secret, JwtRules::from_env()?)?;
+            let max = jwt.rules().max_ttl.as_secs();
+            anyhow::ensure!(
+                ttl_secs <= max,
+                "--ttl-secs {ttl_secs} is more than BOXOFFICE_JWT_MAX_TTL_SECS ({max}): the services would refuse it"
             );
+            let mut claims = Claims::new(&sub, role, Duration::from_secs(ttl_secs));
+            claims.email = email;
+            claims.name = name;
+            println!("{}", jwt.sign(claims));
             Ok(())
         }
         Command::Serve => {

@@ -61,6 +61,8 @@ pub struct StatusLabel {
 /// A call to the payment gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentOperation {
+    /// Exchange a card token for a payment method.
+    Tokenize,
     /// Create (authorize) a payment intent.
     Authorize,
     /// Capture an intent.
@@ -81,6 +83,7 @@ impl PaymentOperation {
     /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Tokenize => "tokenize",
             Self::Authorize => "authorize",
             Self::Capture => "capture",
             Self::Void => "void",
@@ -95,7 +98,8 @@ impl PaymentOperation {
 /// Labels of a payment gateway call attempt.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PaymentCallLabels {
-    /// `authorize`, `capture`, `void`, `void_key`, `refund`, `find` or `list`.
+    /// `tokenize`, `authorize`, `capture`, `void`, `void_key`, `refund`, `find` or
+    /// `list`.
     pub operation: &'static str,
     /// `ok`, `refused` (a 4xx or a malformed answer), `unavailable` (not reached, 5xx),
     /// `timeout` or `circuit_open` (not sent).
@@ -185,6 +189,9 @@ pub struct Metrics {
     pub reconciliation_findings: Family<FindingLabel, Counter>,
     /// Reconciliation passes completed.
     pub reconciliation_passes: Counter,
+    /// Confirmed bookings whose payment could not be taken (the card declined when
+    /// asked at capture): for people to settle.
+    pub payments_uncollectable: Counter,
 }
 
 impl Metrics {
@@ -221,6 +228,7 @@ impl Metrics {
             payment_circuit_opened: Counter::default(),
             reconciliation_findings: Family::default(),
             reconciliation_passes: Counter::default(),
+            payments_uncollectable: Counter::default(),
         };
         registry.register(
             "boxoffice_commands",
@@ -341,6 +349,11 @@ impl Metrics {
             "boxoffice_reconciliation_passes",
             "Reconciliation passes completed",
             metrics.reconciliation_passes.clone(),
+        );
+        registry.register(
+            "boxoffice_payments_uncollectable",
+            "Confirmed bookings whose payment could not be taken, for people to settle",
+            metrics.payments_uncollectable.clone(),
         );
         metrics
     }

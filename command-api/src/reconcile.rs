@@ -4,8 +4,9 @@
 //! Every `BOXOFFICE_RECONCILE_EVERY_SECS`, one command-api process (the one that gets a
 //! Postgres advisory lock) pages through the gateway's **authorized** intents older
 //! than `BOXOFFICE_RECONCILE_AFTER_SECS` (younger ones are still their sagas' business)
-//! and reads each one's booking (the intent's key is the booking id) from the event
-//! store, the truth:
+//! that this store created (their metadata names it: a gateway account may serve other
+//! stores, whose payments are none of ours), and reads each one's booking (the intent's
+//! key is the booking id) from the event store, the truth:
 //!
 //! | booking | the intent | finding |
 //! | --- | --- | --- |
@@ -16,7 +17,8 @@
 //!
 //! Each finding is counted in `boxoffice_reconciliation_findings{finding}` and logged.
 //! Every action is idempotent at the gateway, so a sweep racing a saga doing the same
-//! thing does no harm.
+//! thing does no harm. An intent the sweep cannot settle now (the gateway failing on
+//! it) is logged and left for the next pass; the others are still settled.
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,28 @@ use crate::store::AggregateStore;
 /// The advisory lock one sweeper holds while it sweeps ("bxreconc" in ASCII).
 const SWEEP_LOCK: i64 = 0x6278_7265_636f_6e63;
 
+/// What the sweep found about an intent, and mended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finding {
+    /// A confirmed booking's payment was never captured: captured now.
+    Captured,
+    /// A rejected or cancelled booking's payment was still held: voided now.
+    Voided,
+    /// A payment of this store for no booking in it: voided now.
+    Orphaned,
+}
+
+impl Finding {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Captured => "captured",
+            Self::Voided => "voided",
+            Self::Orphaned => "orphaned",
+        }
+    }
+}
+
 /// What one pass found, by finding.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Pass {
@@ -45,6 +69,8 @@ pub struct Pass {
     pub voided: u64,
     /// Authorizations for no booking of ours, voided.
     pub orphaned: u64,
+    /// Intents that could not be settled in this pass (tried again in the next).
+    pub failed: u64,
 }
 
 /// The sweep of one process.
@@ -118,10 +144,15 @@ impl Reconciler {
             return Ok(None);
         }
         let outcome = self.sweep(shutdown).await;
-        sqlx::query("SELECT pg_advisory_unlock($1)")
+        if let Err(err) = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(SWEEP_LOCK)
             .execute(&mut *conn)
-            .await?;
+            .await
+        {
+            // The connection must not go back to the pool holding the lock.
+            conn.close_on_drop();
+            return Err(err.into());
+        }
         let pass = outcome?;
         self.metrics.reconciliation_passes.inc();
         Ok(Some(pass))
@@ -138,21 +169,35 @@ impl Reconciler {
                 .gateway
                 .list(IntentStatus::Authorized, cursor.as_deref(), budget)
                 .await?;
-            for intent in page.data.iter().filter(|i| i.created <= older_than) {
+            let store = self.gateway.store();
+            let ours = page
+                .data
+                .iter()
+                .filter(|i| i.created <= older_than && i.created_by(store));
+            for intent in ours {
                 if shutdown.is_cancelled() {
                     return Ok(pass);
                 }
                 pass.checked += 1;
-                if let Some(finding) = self.settle(intent, budget).await? {
-                    match finding {
-                        "captured" => pass.captured += 1,
-                        "voided" => pass.voided += 1,
-                        _ => pass.orphaned += 1,
+                match self.settle(intent, budget).await {
+                    Ok(None) => {}
+                    Ok(Some(finding)) => {
+                        match finding {
+                            Finding::Captured => pass.captured += 1,
+                            Finding::Voided => pass.voided += 1,
+                            Finding::Orphaned => pass.orphaned += 1,
+                        }
+                        self.metrics
+                            .reconciliation_findings
+                            .get_or_create(&FindingLabel {
+                                finding: finding.as_str(),
+                            })
+                            .inc();
                     }
-                    self.metrics
-                        .reconciliation_findings
-                        .get_or_create(&FindingLabel { finding })
-                        .inc();
+                    Err(err) => {
+                        pass.failed += 1;
+                        tracing::warn!(intent = %intent.id, booking_id = %intent.idempotency_key, cause = format!("{err:#}"), "reconciliation cannot settle an intent now; the next pass will try again");
+                    }
                 }
             }
             match page.next_cursor {
@@ -165,11 +210,7 @@ impl Reconciler {
     }
 
     /// Brings one authorized intent in line with its booking; the finding, if any.
-    async fn settle(
-        &self,
-        intent: &Intent,
-        budget: Duration,
-    ) -> anyhow::Result<Option<&'static str>> {
+    async fn settle(&self, intent: &Intent, budget: Duration) -> anyhow::Result<Option<Finding>> {
         let status = match Uuid::parse_str(&intent.idempotency_key) {
             Ok(id) => {
                 self.bookings
@@ -183,21 +224,21 @@ impl Reconciler {
         let (finding, done) = match status {
             Some(BookingStatus::Pending) => return Ok(None),
             Some(BookingStatus::Confirmed) => (
-                "captured",
+                Finding::Captured,
                 self.gateway.capture(&intent.id, budget).await.map(drop),
             ),
             Some(BookingStatus::Rejected | BookingStatus::Cancelled) => (
-                "voided",
+                Finding::Voided,
                 self.gateway.void(&intent.id, budget).await.map(drop),
             ),
             None => (
-                "orphaned",
+                Finding::Orphaned,
                 self.gateway.void(&intent.id, budget).await.map(drop),
             ),
         };
         match done {
             Ok(()) => {
-                tracing::warn!(intent = %intent.id, booking_id = %intent.idempotency_key, finding, ?status, "reconciliation: payment out of line with its booking, mended");
+                tracing::warn!(intent = %intent.id, booking_id = %intent.idempotency_key, finding = finding.as_str(), ?status, "reconciliation: payment out of line with its booking, mended");
                 Ok(Some(finding))
             }
             // Moved on since it was listed (the saga got there first): in line now.

@@ -237,7 +237,7 @@ impl Relay {
                 backlog_counted = Some(Instant::now());
             }
 
-            let batch = next_batch(&mut lock, self.config.batch_size)
+            let batch = on_lock(next_batch(&mut lock, self.config.batch_size))
                 .await
                 .context("cannot read the outbox on the leader's connection")?;
             if batch.is_empty() {
@@ -255,7 +255,7 @@ impl Relay {
             self.metrics
                 .relay_ack_seconds
                 .observe(sent.elapsed().as_secs_f64());
-            retire(&mut lock, &delivery.acked)
+            on_lock(retire(&mut lock, &delivery.acked))
                 .await
                 .context("cannot retire published rows on the leader's connection")?;
             let acked_at = Utc::now();
@@ -510,9 +510,27 @@ fn read_tail_positions(brokers: &str, topic: &str, depth: i64) -> anyhow::Result
     Ok(positions)
 }
 
+/// How long a statement on the lock's connection may take. One that hangs (a network cut
+/// the connection does not notice) must not keep a leader that cannot publish.
+const ON_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `statement`, given up (as a failure: the leader steps down) after
+/// [`ON_LOCK_TIMEOUT`].
+async fn on_lock<T, E>(
+    statement: impl std::future::Future<Output = Result<T, E>>,
+) -> anyhow::Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match tokio::time::timeout(ON_LOCK_TIMEOUT, statement).await {
+        Ok(result) => Ok(result?),
+        Err(_) => bail!("no answer on the lock's connection within {ON_LOCK_TIMEOUT:?}"),
+    }
+}
+
 /// The oldest unpublished rows, in position order. The leader reads them on the
 /// connection that holds its lock.
-async fn next_batch(conn: &mut PgConnection, limit: i64) -> anyhow::Result<Vec<Pending>> {
+async fn next_batch(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Pending>> {
     let rows = sqlx::query(
         "SELECT o.position, o.enqueued_at, e.aggregate_type, e.aggregate_id, e.sequence,
                 e.event_type, e.event_version, e.payload, e.metadata

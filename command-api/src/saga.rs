@@ -50,6 +50,7 @@ use anyhow::{anyhow, Context};
 use chrono::{DateTime, Utc};
 use domain::booking::{Booking, BookingCommand, BookingError, BookingStatus, Reason};
 use domain::event::{Event, EventCommand, EventError, RefusalReason, ReservationState};
+use domain::policy::keys;
 use domain::saga::{self, decide, Decision, Observation, Step};
 use domain::values::Seats;
 use sqlx::PgPool;
@@ -90,7 +91,11 @@ struct BookingSaga {
     seats: i32,
     amount_cents: i64,
     currency: String,
-    card_token: String,
+    /// How to pay: the gateway's payment method.
+    payment_method: Option<String>,
+    /// The card token of a booking requested before payment methods existed (migration
+    /// 0010), kept only until the saga is past its authorization.
+    card_token: Option<String>,
     correlation_id: String,
     step: String,
     reason: Option<String>,
@@ -234,7 +239,8 @@ impl SagaRunner {
                 SET version = version + 1,
                     lease_token = gen_random_uuid(),
                     lease_until = CASE WHEN step = 'authorize' AND hold_deadline IS NOT NULL
-                                       THEN least(now() + make_interval(secs => $2), hold_deadline + interval '1 second')
+                                       THEN greatest(least(now() + make_interval(secs => $2), hold_deadline + interval '1 second'),
+                                                     now() + interval '2 seconds')
                                        ELSE now() + make_interval(secs => $2) END
               WHERE booking_id IN (
                     SELECT booking_id FROM booking_sagas
@@ -243,7 +249,7 @@ impl SagaRunner {
                      ORDER BY due_at
                      LIMIT $1
                        FOR UPDATE SKIP LOCKED)
-             RETURNING booking_id, event_id, seats, amount_cents, currency, card_token, correlation_id,
+             RETURNING booking_id, event_id, seats, amount_cents, currency, payment_method, card_token, correlation_id,
                        step, reason, outcome, hold_deadline, attempts, version, lease_token, payment_intent",
         )
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -271,7 +277,8 @@ impl SagaRunner {
                 Err(err) if err.is::<Fenced>() => {
                     self.count_step(name, "fenced");
                     tracing::info!(booking_id = %saga.booking_id, step = name, "the saga moved on or its lease ran out; letting go");
-                    Ok(Saved::Refused)
+                    self.let_go(&saga).await;
+                    return;
                 }
                 Err(err) => {
                     self.count_step(name, "failed");
@@ -284,9 +291,9 @@ impl SagaRunner {
                     self.retry(&mut saga, step, None).await
                 }
                 Ok((_, Decision::Go(next))) => {
-                    self.count_step(name, "advanced");
                     let saved = self.advance(&mut saga, next).await;
                     if matches!(saved, Ok(Saved::Continue | Saved::Stop)) {
+                        self.count_step(name, "advanced");
                         self.note(next);
                     }
                     saved
@@ -296,6 +303,8 @@ impl SagaRunner {
                 Ok(Saved::Continue) => {}
                 Ok(Saved::Stop) => return,
                 Ok(Saved::Refused) => {
+                    self.count_step(name, "refused");
+                    tracing::info!(booking_id = %saga.booking_id, step = name, "the saga moved on meanwhile; its save is refused and the runner lets go");
                     self.let_go(&saga).await;
                     return;
                 }
@@ -365,10 +374,12 @@ impl SagaRunner {
             "UPDATE booking_sagas
                 SET step = $3, reason = $4, outcome = $5, hold_deadline = $6, attempts = 0,
                     payment_intent = $8, due_at = now(), last_error = NULL, updated_at = now(),
+                    card_token = CASE WHEN $3 IN ('reserve', 'authorize', 'confirm') THEN card_token END,
                     lease_token = CASE WHEN $3 = 'done' THEN NULL ELSE lease_token END,
                     lease_until = CASE WHEN $3 = 'done' THEN NULL
                                        WHEN $6::timestamptz IS NOT NULL AND $3 = 'authorize'
-                                       THEN least(now() + make_interval(secs => $7), $6 + interval '1 second')
+                                       THEN greatest(least(now() + make_interval(secs => $7), $6 + interval '1 second'),
+                                                     now() + interval '2 seconds')
                                        ELSE now() + make_interval(secs => $7) END
               WHERE booking_id = $1 AND version = $2",
         )
@@ -475,10 +486,10 @@ impl SagaRunner {
 
     fn metadata(&self, saga: &BookingSaga, step: Step) -> HashMap<String, String> {
         HashMap::from([
-            ("user_id".to_owned(), "system:saga".to_owned()),
-            ("correlation_id".to_owned(), saga.correlation_id.clone()),
+            (keys::USER_ID.to_owned(), "system:saga".to_owned()),
+            (keys::CORRELATION_ID.to_owned(), saga.correlation_id.clone()),
             (
-                "causation_id".to_owned(),
+                keys::CAUSATION_ID.to_owned(),
                 format!("saga:{}:{}", saga.booking_id, step.name()),
             ),
         ])
@@ -539,12 +550,20 @@ impl SagaRunner {
                 }
                 // The call never outlasts the hold, nor the lease the fence gives it.
                 let budget = self.gateway.call_budget().min(left);
+                let Some(payment_method) =
+                    saga.payment_method.as_ref().or(saga.card_token.as_ref())
+                else {
+                    // Nothing to pay with (cannot happen for a booking of ours): the hold
+                    // runs out and the booking is rejected.
+                    tracing::warn!(booking_id = %saga.booking_id, "a booking without a payment method");
+                    return Ok(Observation::GatewayUnavailable);
+                };
                 self.fence(saga, budget).await?;
                 let request = AuthorizeRequest {
                     key: &saga.booking_id,
                     amount_cents: saga.amount_cents,
                     currency: &saga.currency,
-                    card_token: &saga.card_token,
+                    payment_method,
                     correlation_id: &saga.correlation_id,
                 };
                 Ok(match self.gateway.authorize(&request, budget).await {
@@ -569,12 +588,14 @@ impl SagaRunner {
                         }
                     }
                     Err(refused) => {
-                        // The gateway is up and will not take this request as it is:
-                        // asking again would get the same answer. The booking is
-                        // compensated; an authorization that exists after all (it
-                        // should not) is found and voided by the reconciliation sweep.
-                        tracing::warn!(booking_id = %saga.booking_id, correlation_id = %saga.correlation_id, cause = %refused, "the payment gateway refused the authorization; rejecting the booking");
-                        Observation::PaymentDeclined
+                        // An answer that is not a decision on the card (a 4xx: our key,
+                        // our URL, a key reused; a malformed body) says nothing about
+                        // the card, and may even hide an authorization. So it is not a
+                        // decline: the step is tried again, logged each time, and if it
+                        // never succeeds the hold's deadline rejects the booking
+                        // `hold_expired`, whose release voids whatever the key holds.
+                        tracing::warn!(booking_id = %saga.booking_id, correlation_id = %saga.correlation_id, cause = %refused, "the payment gateway refused the authorization; will try again until the hold's deadline");
+                        Observation::GatewayUnavailable
                     }
                 })
             }
@@ -606,15 +627,15 @@ impl SagaRunner {
                 // they already did) and the capture asked again.
                 if charges {
                     let budget = self.gateway.call_budget();
-                    self.fence(saga, budget).await?;
-                    let found = self.intent(saga, budget).await;
-                    let Some(intent) = settled(saga, "capture", found)? else {
+                    let Some(intent) = self.intent_to_capture(saga, budget).await? else {
                         return Ok(Observation::GatewayUnavailable);
                     };
-                    let intent = intent.context("no authorized payment to capture")?;
-                    let captured = self.gateway.capture(&intent, budget).await;
-                    if settled(saga, "capture", captured)?.is_none() {
-                        return Ok(Observation::GatewayUnavailable);
+                    if let Some(intent) = intent {
+                        self.fence(saga, budget).await?;
+                        let captured = self.gateway.capture(&intent, budget).await;
+                        if settled(saga, "capture", captured)?.is_none() {
+                            return Ok(Observation::GatewayUnavailable);
+                        }
                     }
                 }
                 Ok(Observation::Confirmed)
@@ -666,6 +687,7 @@ impl SagaRunner {
                     };
                     match intent {
                         Some(intent) => {
+                            self.fence(saga, budget).await?;
                             let refunded = self.gateway.refund(&intent, budget).await;
                             if settled(saga, "refund", refunded)?.is_none() {
                                 return Ok(Observation::GatewayUnavailable);
@@ -693,7 +715,8 @@ impl SagaRunner {
     }
 
     /// The booking's payment intent: as saved at its authorization, or looked up by
-    /// key (a runner that died between the authorization and its save).
+    /// key (a runner that died between the authorization and its save). Fenced: it is a
+    /// gateway call.
     async fn intent(
         &self,
         saga: &mut BookingSaga,
@@ -707,6 +730,53 @@ impl SagaRunner {
                 .map(|intent| intent.id);
         }
         Ok(saga.payment_intent.clone())
+    }
+
+    /// The intent a confirmed booking's capture takes: its own, or, when the gateway
+    /// has none under the booking's key (a booking whose authorization the simulator
+    /// of before migration 0009 made), one authorized now, under that key. `None` when
+    /// the gateway is unavailable (try again); `Some(None)` when there is nothing to
+    /// capture: the card, asked now, is declined, which is logged and counted for
+    /// people to settle (the booking stays confirmed; the seats are sold).
+    async fn intent_to_capture(
+        &self,
+        saga: &mut BookingSaga,
+        budget: Duration,
+    ) -> anyhow::Result<Option<Option<String>>> {
+        self.fence(saga, budget).await?;
+        let found = self.intent(saga, budget).await;
+        let Some(found) = settled(saga, "capture", found)? else {
+            return Ok(None);
+        };
+        if found.is_some() {
+            return Ok(Some(found));
+        }
+        let payment_method = saga
+            .payment_method
+            .clone()
+            .or_else(|| saga.card_token.clone())
+            .context("a confirmed booking with nothing to pay with")?;
+        self.fence(saga, budget).await?;
+        let request = AuthorizeRequest {
+            key: &saga.booking_id,
+            amount_cents: saga.amount_cents,
+            currency: &saga.currency,
+            payment_method: &payment_method,
+            correlation_id: &saga.correlation_id,
+        };
+        let authorized = self.gateway.authorize(&request, budget).await;
+        Ok(match settled(saga, "capture", authorized)? {
+            None => None,
+            Some(Authorization::Authorized(intent)) => {
+                saga.payment_intent = Some(intent.clone());
+                Some(Some(intent))
+            }
+            Some(Authorization::Declined | Authorization::Voided) => {
+                self.metrics.payments_uncollectable.inc();
+                tracing::error!(booking_id = %saga.booking_id, correlation_id = %saga.correlation_id, "a confirmed booking's payment cannot be taken: the card is declined now; settle it by hand");
+                Some(None)
+            }
+        })
     }
 
     /// Whether the booking is still pending.
@@ -741,10 +811,10 @@ impl SagaRunner {
                 .read(&event_id, |event, _| event.seat_holders().collect())
                 .await?;
             let metadata = HashMap::from([
-                ("user_id".to_owned(), "system:saga".to_owned()),
-                ("correlation_id".to_owned(), correlation_id.clone()),
+                (keys::USER_ID.to_owned(), "system:saga".to_owned()),
+                (keys::CORRELATION_ID.to_owned(), correlation_id.clone()),
                 (
-                    "causation_id".to_owned(),
+                    keys::CAUSATION_ID.to_owned(),
                     format!("saga:event:{event_id}:cancel"),
                 ),
             ]);

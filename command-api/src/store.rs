@@ -108,7 +108,7 @@ struct Request<A: Aggregate> {
 impl<A: Aggregate> Request<A> {
     /// Carries an `Idempotency-Key`: appended on its own.
     fn keyed(&self) -> bool {
-        self.metadata.contains_key("idempotency_key")
+        self.metadata.contains_key(policy::keys::IDEMPOTENCY_KEY)
     }
 }
 
@@ -340,7 +340,7 @@ where
                 continue;
             }
             let mut metadata = request.metadata;
-            metadata.insert("recorded_at".into(), recorded_at.clone());
+            metadata.insert(policy::keys::RECORDED_AT.into(), recorded_at.clone());
             let facts = sink.collect().await;
             let count = facts.len();
             let correlation_id = policy::correlation_id(&metadata, aggregate_id).to_owned();

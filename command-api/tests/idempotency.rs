@@ -206,7 +206,8 @@ async fn concurrent_requests_with_one_key_append_once() {
 async fn a_crash_never_separates_a_key_from_its_events() {
     let db = TestDb::create().await;
     let topic = testkit::unique_topic();
-    let mut process = command_api_process(&config(&db.url, "127.0.0.1:1", &topic, false)).await;
+    let (_gateway, config) = with_gateway(config(&db.url, "127.0.0.1:1", &topic, false)).await;
+    let mut process = command_api_process(&config).await;
     let base = process.base_url();
     let client = testkit::http();
     let event = {
@@ -296,7 +297,7 @@ async fn a_crash_never_separates_a_key_from_its_events() {
     );
 
     // Every client retries every key: each request is booked once in all.
-    let process = command_api_process(&config(&db.url, "127.0.0.1:1", &topic, false)).await;
+    let process = command_api_process(&config).await;
     let base = process.base_url();
     for key in &keys {
         let answer = post_json(&client, &base, &path, &token, Some(key), &body).await;

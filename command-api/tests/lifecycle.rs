@@ -108,8 +108,9 @@ async fn metrics_count_commands_events_and_the_outbox() {
 async fn sigterm_finishes_in_flight_requests_releases_the_relay_and_exits_0() {
     let db = TestDb::create().await;
     let brokers = testkit::kafka_brokers();
-    let process =
-        command_api_process(&config(&db.url, &brokers, &testkit::unique_topic(), true)).await;
+    let (_gateway, config) =
+        with_gateway(config(&db.url, &brokers, &testkit::unique_topic(), true)).await;
+    let process = command_api_process(&config).await;
     let base = process.base_url();
     let client = testkit::http();
     let location = post_json(&client, &base, "/v1/locations", &admin(), None, &json!({"name": "O", "address": "P", "country": "FR", "halls": [{"name": "Main", "capacity": 100}]})).await.id();

@@ -133,7 +133,7 @@ async fn each_stored_event_reaches_the_topic_once_in_order() {
             wire.event_type.as_str(),
             wire.event_version.as_str()
         ),
-        (1, "BookingRequested", "2.0")
+        (1, "BookingRequested", "3.0")
     );
     assert_eq!(wire.payload["BookingRequested"]["user_id"], "alice");
     assert_eq!(wire.metadata["user_id"], "alice");

@@ -94,7 +94,11 @@ fn location_body() -> Value {
 }
 
 fn expired_token() -> String {
-    let claims = json!({"sub": "admin-1", "role": "admin", "exp": Utc::now().timestamp() - 10});
+    signed(json!({"sub": "admin-1", "role": "admin", "exp": Utc::now().timestamp() - 10}))
+}
+
+/// A token with these claims, signed with the test secret.
+fn signed(claims: Value) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
@@ -228,6 +232,24 @@ async fn every_refusal_has_its_code_and_appends_nothing() {
             "an expired token",
             Some(format!("Bearer {}", expired_token())),
         ),
+        unauthorized(
+            "a token not valid yet",
+            Some(format!(
+                "Bearer {}",
+                signed(json!({"sub": "admin-1", "role": "admin",
+                              "nbf": Utc::now().timestamp() + 60, "exp": Utc::now().timestamp() + 600}))
+            )),
+        ),
+        unauthorized(
+            "a token living longer than 24 h",
+            Some(format!(
+                "Bearer {}",
+                signed(
+                    json!({"sub": "admin-1", "role": "admin", "iat": Utc::now().timestamp(),
+                              "exp": Utc::now().timestamp() + 25 * 3600})
+                )
+            )),
+        ),
         // 403: the wrong role, someone else's booking.
         post(
             "a customer creates a location",
@@ -261,13 +283,23 @@ async fn every_refusal_has_its_code_and_appends_nothing() {
             S::FORBIDDEN,
             "forbidden",
         ),
+        // 404: someone else's booking is answered as an unknown one, so that the
+        // answer does not tell it exists.
         post(
             "bob cancels alice's booking",
             format!("/v1/bookings/{confirmed}/cancel"),
             &bob,
             json!({}),
-            S::FORBIDDEN,
-            "forbidden",
+            S::NOT_FOUND,
+            "not_found",
+        ),
+        post(
+            "bob cancels a booking that does not exist",
+            format!("/v1/bookings/{unknown}/cancel"),
+            &bob,
+            json!({}),
+            S::NOT_FOUND,
+            "not_found",
         ),
         // 415, 413, 400: the body itself.
         raw(
@@ -675,6 +707,22 @@ async fn every_refusal_has_its_code_and_appends_nothing() {
         assert_eq!(answer.code(), case.code, "{}: {}", case.name, answer.body);
         let message = answer.body["error"]["message"].as_str().unwrap_or("");
         assert!(!message.is_empty(), "{}: no message", case.name);
+        if case.status == S::UNAUTHORIZED {
+            assert_eq!(
+                answer
+                    .headers
+                    .get("www-authenticate")
+                    .map(|v| v.to_str().unwrap()),
+                Some("Bearer"),
+                "{}",
+                case.name
+            );
+            assert!(
+                !message.contains("Error") && !message.contains("Kind"),
+                "{}: a library's words: {message}",
+                case.name
+            );
+        }
         if case.code == "validation_failed" {
             assert!(
                 answer.body["error"]["details"].is_array(),

@@ -16,11 +16,14 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{DomainError, ErrorKind};
-use crate::values::{CardToken, Currency, Seats};
+use crate::personal::SealedContact;
+use crate::values::{Currency, Seats};
 use crate::FACT_VERSION;
 
-/// The version of `BookingRequested` facts written today: 2.0 added `unit_price_cents`.
-pub const BOOKING_REQUESTED_VERSION: &str = "2.0";
+/// The version of `BookingRequested` facts written today: 2.0 added `unit_price_cents`;
+/// 3.0 replaced the card token with the payment gateway's payment method and added the
+/// sealed contact data (see [`crate::upcast`]).
+pub const BOOKING_REQUESTED_VERSION: &str = "3.0";
 
 /// Where a booking stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,8 +104,11 @@ pub struct RequestBooking {
     pub user_id: String,
     /// How many seats.
     pub seats: Seats,
-    /// How to pay.
-    pub card_token: CardToken,
+    /// How to pay: the payment gateway's payment method, which the caller got for the
+    /// request's card token (the token itself is never kept).
+    pub payment_method: String,
+    /// The user's contact data, sealed under their key, when their token had some.
+    pub contact: Option<SealedContact>,
     /// The time of the request.
     pub now: DateTime<Utc>,
 }
@@ -166,8 +172,13 @@ pub enum BookingFact {
         amount_cents: i64,
         /// Currency of the amount.
         currency: Currency,
-        /// How to pay.
-        card_token: CardToken,
+        /// How to pay: the payment gateway's payment method (`None` for a request of
+        /// before 3.0, whose card token is no longer kept).
+        #[serde(default)]
+        payment_method: Option<String>,
+        /// The user's contact data, sealed under their key (since 3.0).
+        #[serde(default)]
+        contact: Option<SealedContact>,
     },
     /// The booking is confirmed: seats sold, payment authorized.
     BookingConfirmed,
@@ -227,8 +238,9 @@ pub enum BookingError {
     /// The event has started.
     #[error("the event has already started")]
     EventStarted,
-    /// Someone else's booking.
-    #[error("only the owner of a booking or an admin may cancel it")]
+    /// Someone else's booking. Told exactly like an unknown booking, so that the
+    /// answer does not tell whether the id exists.
+    #[error("booking not found")]
     NotOwner,
     /// Only a confirmed booking can be cancelled.
     #[error("the booking is {0}, only a confirmed booking can be cancelled")]
@@ -247,8 +259,7 @@ pub enum BookingError {
 impl DomainError for BookingError {
     fn kind(&self) -> ErrorKind {
         match self {
-            Self::NotFound | Self::EventNotFound => ErrorKind::NotFound,
-            Self::NotOwner => ErrorKind::Forbidden,
+            Self::NotFound | Self::EventNotFound | Self::NotOwner => ErrorKind::NotFound,
             Self::AlreadyExists
             | Self::EventCancelled
             | Self::EventStarted
@@ -261,11 +272,10 @@ impl DomainError for BookingError {
 
     fn code(&self) -> &'static str {
         match self {
-            Self::NotFound | Self::EventNotFound => "not_found",
+            Self::NotFound | Self::EventNotFound | Self::NotOwner => "not_found",
             Self::AlreadyExists => "already_exists",
             Self::EventCancelled => "event_cancelled",
             Self::EventStarted => "event_started",
-            Self::NotOwner => "forbidden",
             Self::NotConfirmed(_) => "booking_not_confirmed",
             Self::AlreadyCancelled => "already_cancelled",
             Self::NotPending(_) => "booking_not_pending",
@@ -289,8 +299,10 @@ pub struct BookingState {
     pub amount_cents: i64,
     /// Currency of the amount.
     pub currency: Currency,
-    /// How to pay.
-    pub card_token: CardToken,
+    /// How to pay (the gateway's payment method).
+    pub payment_method: Option<String>,
+    /// The user's contact data, sealed.
+    pub contact: Option<SealedContact>,
     /// Where it stands.
     pub status: BookingStatus,
     /// Why it was rejected or cancelled.
@@ -339,7 +351,8 @@ impl Aggregate for Booking {
             unit_price_cents,
             amount_cents,
             currency,
-            card_token,
+            payment_method,
+            contact,
         } = fact
         {
             self.state = Some(BookingState {
@@ -349,7 +362,8 @@ impl Aggregate for Booking {
                 unit_price_cents,
                 amount_cents,
                 currency,
-                card_token,
+                payment_method,
+                contact,
                 status: BookingStatus::Pending,
                 reason: None,
                 refunded: false,
@@ -452,7 +466,8 @@ impl Booking {
             unit_price_cents: event.price_cents,
             amount_cents: event.price_cents * i64::from(seats),
             currency: event.currency,
-            card_token: request.card_token,
+            payment_method: Some(request.payment_method),
+            contact: request.contact,
         })
     }
 }
@@ -488,7 +503,8 @@ mod tests {
             event: Some(summary()),
             user_id: "alice".into(),
             seats: Seats::parse(3).unwrap(),
-            card_token: CardToken::parse("tok_visa").unwrap(),
+            payment_method: "pm_1".into(),
+            contact: None,
             now: now(),
         }
     }
@@ -501,7 +517,8 @@ mod tests {
             unit_price_cents: 2500,
             amount_cents: 7500,
             currency: Currency::parse("EUR").unwrap(),
-            card_token: CardToken::parse("tok_visa").unwrap(),
+            payment_method: Some("pm_1".into()),
+            contact: None,
         }
     }
 

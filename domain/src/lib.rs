@@ -8,6 +8,8 @@
 //! - [`event`]: something that happens in a hall (a concert, a circus, a talk) and its
 //!   seat ledger.
 //! - [`booking`]: a user's request for seats of an event, and its status machine.
+//! - [`user`]: a user, as far as facts are kept about one: the erasure of their
+//!   personal data; [`personal`]: personal data in the sealed form the store keeps.
 //! - [`saga`]: the booking saga's decisions, a pure function of step and observation.
 //! - [`policy`]: which stored fact starts or moves which saga, and what an
 //!   `Idempotency-Key` records: the live saga rules, in one place.
@@ -24,9 +26,11 @@ pub mod booking;
 pub mod error;
 pub mod event;
 pub mod location;
+pub mod personal;
 pub mod policy;
 pub mod saga;
 pub mod upcast;
+pub mod user;
 pub mod values;
 
 pub use error::{DomainError, ErrorKind};

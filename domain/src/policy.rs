@@ -1,5 +1,6 @@
-//! The live saga rules: which stored fact starts or moves which saga, and what record an
-//! `Idempotency-Key` leaves. This is the one place they are decided.
+//! The live saga rules: which stored fact starts or moves which saga, what an erasure
+//! destroys, and what record an `Idempotency-Key` leaves. This is the one place they are
+//! decided.
 //!
 //! command-api asks [`reactions`] about every fact it is about to append, and
 //! [`key_record`] about every command that carried a key, and writes the answers in the
@@ -14,6 +15,7 @@
 //! | `BookingCancelled` (a confirmed booking, by its owner or with its event) | its saga moves to `refund`, from wherever it is |
 //! | `BookingRejected` with `event_cancelled` (a pending booking, with its event) | its saga moves to `release`, unless it is releasing or done already |
 //! | `EventCancelled` | the event's cancellation saga starts (it cancels or rejects every booking holding seats) |
+//! | `PersonalDataErased` | the user's keys it names are destroyed, in the same transaction |
 //! | anything else | none |
 //!
 //! A move from outside never takes a saga away from the runner that holds it: the
@@ -23,10 +25,13 @@
 
 use std::collections::HashMap;
 
+use serde::Serialize;
+
 use crate::booking::{BookingFact, Reason};
 use crate::event::EventFact;
 use crate::location::LocationFact;
 use crate::saga::Step;
+use crate::user::UserFact;
 
 /// What a stored fact asks of the sagas.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,10 +57,18 @@ pub enum Reaction {
         /// The correlation id of the cancelling request.
         correlation_id: String,
     },
+    /// A user's keys are destroyed: whatever was sealed under them can no longer be
+    /// read (crypto-shredding).
+    DestroyUserKeys {
+        /// The user.
+        user_id: String,
+        /// The keys.
+        keys: Vec<uuid::Uuid>,
+    },
 }
 
 /// A booking saga as it starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewBookingSaga {
     /// The booking.
     pub booking_id: String,
@@ -67,8 +80,8 @@ pub struct NewBookingSaga {
     pub amount_cents: i64,
     /// The currency of the amount.
     pub currency: String,
-    /// How to pay.
-    pub card_token: String,
+    /// How to pay: the payment gateway's payment method.
+    pub payment_method: Option<String>,
     /// The booking request's correlation id.
     pub correlation_id: String,
 }
@@ -90,7 +103,7 @@ impl Reacts for BookingFact {
                 seats,
                 amount_cents,
                 currency,
-                card_token,
+                payment_method,
                 ..
             } => vec![Reaction::StartBookingSaga(NewBookingSaga {
                 booking_id,
@@ -98,7 +111,7 @@ impl Reacts for BookingFact {
                 seats: *seats,
                 amount_cents: *amount_cents,
                 currency: currency.as_str().to_owned(),
-                card_token: card_token.as_str().to_owned(),
+                payment_method: payment_method.clone(),
                 correlation_id,
             })],
             // A confirmed booking was cancelled: give the seats and the money back.
@@ -139,6 +152,17 @@ impl Reacts for EventFact {
     }
 }
 
+impl Reacts for UserFact {
+    fn reactions(&self, _aggregate_id: &str, _correlation_id: &str) -> Vec<Reaction> {
+        match self {
+            Self::PersonalDataErased { user_id, keys } => vec![Reaction::DestroyUserKeys {
+                user_id: user_id.clone(),
+                keys: keys.clone(),
+            }],
+        }
+    }
+}
+
 impl Reacts for LocationFact {
     fn reactions(&self, _aggregate_id: &str, _correlation_id: &str) -> Vec<Reaction> {
         vec![]
@@ -157,17 +181,22 @@ pub mod keys {
     pub const IDEMPOTENCY_KEY: &str = "idempotency_key";
     /// The request's fingerprint, to tell a retry from another request with the key.
     pub const REQUEST_FINGERPRINT: &str = "request_fingerprint";
+    /// When the fact was recorded (RFC 3339).
+    pub const RECORDED_AT: &str = "recorded_at";
 }
 
 /// What an accepted command with an `Idempotency-Key` leaves, so that a retry gets the
 /// first answer again: the key, the request it came with, and where its facts went.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// (Serialized with the column names of `idempotency_keys`.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyRecord {
     /// Whose key (keys are per user).
     pub user_id: String,
     /// The key.
+    #[serde(rename = "idempotency_key")]
     pub key: String,
     /// The fingerprint of the request that used it first.
+    #[serde(rename = "request_fingerprint")]
     pub fingerprint: String,
     /// That request's id.
     pub request_id: String,
@@ -211,7 +240,7 @@ pub fn correlation_id<'a>(metadata: &'a HashMap<String, String>, aggregate_id: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::values::{CardToken, Currency, Name};
+    use crate::values::{Currency, Name};
 
     const BOOKING: &str = "0192e4d2-0000-7000-8000-0000000000b1";
     const EVENT: &str = "0192e4d2-0000-7000-8000-0000000000e1";
@@ -229,7 +258,8 @@ mod tests {
             unit_price_cents: 2500,
             amount_cents: 7500,
             currency: Currency::parse("EUR").unwrap(),
-            card_token: CardToken::parse("tok_visa").unwrap(),
+            payment_method: Some("pm_1".into()),
+            contact: None,
         };
         assert_eq!(
             given(requested, BOOKING),
@@ -239,7 +269,7 @@ mod tests {
                 seats: 3,
                 amount_cents: 7500,
                 currency: "EUR".into(),
-                card_token: "tok_visa".into(),
+                payment_method: Some("pm_1".into()),
                 correlation_id: "corr-1".into(),
             })]
         );
@@ -329,6 +359,24 @@ mod tests {
                 EVENT
             ),
             vec![]
+        );
+    }
+
+    #[test]
+    fn an_erasure_destroys_the_keys_it_names() {
+        let key = uuid::Uuid::from_u128(9);
+        assert_eq!(
+            given(
+                UserFact::PersonalDataErased {
+                    user_id: "alice".into(),
+                    keys: vec![key]
+                },
+                "stream"
+            ),
+            vec![Reaction::DestroyUserKeys {
+                user_id: "alice".into(),
+                keys: vec![key],
+            }]
         );
     }
 

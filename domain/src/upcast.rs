@@ -14,9 +14,13 @@
 //! deserializing them, so old history reads as today's types. Adding a field that
 //! cannot be derived from the old payload needs a default instead, or a new fact type.
 //!
-//! The example: `BookingRequested` 1.0 → 2.0 added `unit_price_cents`, the price of
+//! The examples: `BookingRequested` 1.0 → 2.0 added `unit_price_cents`, the price of
 //! one seat when the booking was made. A 1.0 fact has `amount_cents = price × seats`,
-//! so the upcaster derives it exactly.
+//! so the upcaster derives it exactly. 2.0 → 3.0 replaced `card_token` with the payment
+//! gateway's `payment_method` and added the sealed `contact`: the upcaster drops the
+//! token (no reader of the store ever sees it, whatever is stored) and leaves the two
+//! new fields empty, as a request of before 3.0 had neither. (Tokens still stored in
+//! such facts are redacted by migration 0010, see the README.)
 
 use std::sync::LazyLock;
 
@@ -25,7 +29,7 @@ use serde_json::Value;
 
 /// Every upcaster, in the order they apply (an older version's first).
 pub static UPCASTERS: LazyLock<Vec<Box<dyn EventUpcaster>>> =
-    LazyLock::new(|| vec![Box::new(BookingRequestedV1)]);
+    LazyLock::new(|| vec![Box::new(BookingRequestedV1), Box::new(BookingRequestedV2)]);
 
 /// `BookingRequested` 1.0 → 2.0: adds `unit_price_cents = amount_cents / seats`.
 struct BookingRequestedV1;
@@ -48,6 +52,27 @@ impl EventUpcaster for BookingRequestedV1 {
             if let (Some(amount), Some(seats)) = (amount, seats.filter(|s| *s > 0)) {
                 fields.insert("unit_price_cents".into(), Value::from(amount / seats));
             }
+        }
+        event.event_version = "2.0".to_owned();
+        event
+    }
+}
+
+/// `BookingRequested` 2.0 → 3.0: drops `card_token`; no payment method, no contact.
+struct BookingRequestedV2;
+
+impl EventUpcaster for BookingRequestedV2 {
+    fn can_upcast(&self, event_type: &str, event_version: &str) -> bool {
+        event_type == "BookingRequested" && event_version == "2.0"
+    }
+
+    fn upcast(&self, mut event: SerializedEvent) -> SerializedEvent {
+        if let Some(fields) = event
+            .payload
+            .get_mut("BookingRequested")
+            .and_then(Value::as_object_mut)
+        {
+            fields.remove("card_token");
         }
         event.event_version = crate::booking::BOOKING_REQUESTED_VERSION.to_owned();
         event
@@ -106,7 +131,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_booking_request_reads_as_version_2() {
+    fn a_version_1_booking_request_reads_as_today_without_its_card_token() {
         assert!(needs_upcast("BookingRequested", "1.0"));
         let payload = upcast("BookingRequested".into(), "1.0".into(), stored_v1());
         let fact: BookingFact = serde_json::from_value(payload).unwrap();
@@ -120,10 +145,34 @@ mod tests {
             panic!("not a booking request: {fact:?}");
         };
         assert_eq!((*unit_price_cents, *amount_cents, *seats), (2500, 7500, 3));
-        // Replayed, it gives the booking a unit price.
+        // Replayed, it gives the booking a unit price, and no trace of the token.
         let mut booking = Booking::default();
         booking.apply(fact);
-        assert_eq!(booking.state().unwrap().unit_price_cents, 2500);
+        let state = booking.state().unwrap();
+        assert_eq!(state.unit_price_cents, 2500);
+        assert_eq!(state.payment_method, None);
+        assert!(!serde_json::to_string(&booking)
+            .unwrap()
+            .contains("tok_visa"));
+    }
+
+    #[test]
+    fn a_version_2_booking_request_loses_its_card_token() {
+        let mut stored = stored_v1();
+        stored["BookingRequested"]["unit_price_cents"] = json!(2500);
+        assert!(needs_upcast("BookingRequested", "2.0"));
+        let payload = upcast("BookingRequested".into(), "2.0".into(), stored);
+        assert!(payload["BookingRequested"].get("card_token").is_none());
+        let fact: BookingFact = serde_json::from_value(payload).unwrap();
+        let BookingFact::BookingRequested {
+            payment_method,
+            contact,
+            ..
+        } = fact
+        else {
+            panic!("not a booking request");
+        };
+        assert_eq!((payment_method, contact), (None, None));
     }
 
     #[test]
@@ -140,6 +189,6 @@ mod tests {
             upcast(fact.event_type(), fact.event_version(), payload.clone()),
             payload
         );
-        assert!(!needs_upcast("BookingRequested", "2.0"));
+        assert!(!needs_upcast("BookingRequested", "3.0"));
     }
 }

@@ -1,6 +1,7 @@
 //! Fault injection for tests and drills: a latency and a mode, set at run time with
-//! `PUT /admin/faults`, applied to every `/v1` request (not to `/admin`, `/health` or
-//! `/metrics`).
+//! `PUT /admin/faults` (`{"mode", "latency_ms", "scope"?}`), applied to every `/v1`
+//! request, or with `"scope": "intents"` to the payment intents only, so that payment
+//! methods are still made (not to `/admin`, `/health` or `/metrics`).
 //!
 //! A request first sleeps the latency in force when it arrived, then reads the mode
 //! again (so a switch made during the sleep applies) and:
@@ -45,6 +46,18 @@ pub enum Mode {
     LoseAnswer,
 }
 
+/// Which `/v1` requests the faults apply to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Every `/v1` request.
+    #[default]
+    All,
+    /// Payment intents only (`/v1/payment_intents...`): payment methods are still
+    /// made, as when only the card networks behind a provider are down.
+    Intents,
+}
+
 /// The faults in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Faults {
@@ -52,6 +65,8 @@ pub struct Faults {
     pub mode: Mode,
     /// How long each request waits first, in milliseconds.
     pub latency_ms: u64,
+    /// Which requests they apply to.
+    pub scope: Scope,
 }
 
 /// The faults in force, shared by every request.
@@ -67,6 +82,7 @@ impl FaultSwitch {
         Self(Mutex::new(Faults {
             mode: Mode::Normal,
             latency_ms,
+            scope: Scope::All,
         }))
     }
 
@@ -105,7 +121,11 @@ pub fn no_answer() -> Response {
 
 /// The fault-injection middleware of the `/v1` routes.
 pub async fn inject(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let latency = Duration::from_millis(app.faults.get().latency_ms);
+    let faults = app.faults.get();
+    if faults.scope == Scope::Intents && !request.uri().path().starts_with("/v1/payment_intents") {
+        return next.run(request).await;
+    }
+    let latency = Duration::from_millis(faults.latency_ms);
     if !latency.is_zero() {
         tokio::select! {
             () = tokio::time::sleep(latency) => {}

@@ -7,7 +7,9 @@
 //! - [`config`], [`app`]: the environment; `Application::build(config)` and
 //!   `run(listener, shutdown)`.
 //! - [`intent`]: statuses, the simulated card network, what each operation moves.
-//! - [`store`]: the SQL, one atomic statement per racing operation.
+//! - [`payment_method`]: card tokens exchanged for reusable `pm_…` references.
+//! - [`store`]: the SQL, one atomic statement per racing operation (a create naming a
+//!   payment method: one transaction).
 //! - [`faults`]: latency and fault modes; [`auth`]: the API key; [`metrics`].
 //! - `routes`: the HTTP API below.
 //!
@@ -32,19 +34,59 @@
 //! `status` is `authorized`, `captured`, `voided`, `refunded` or `declined`. The card
 //! token (`payment_method`) is kept but never shown or logged.
 //!
+//! A payment method (as Stripe's PaymentMethod):
+//!
+//! ```json
+//! {"id": "pm_…", "object": "payment_method", "created": "2030-01-01T12:00:00.123456Z"}
+//! ```
+//!
+//! It stands for a card token, which it keeps and never shows, so that the merchant
+//! need not keep the token: the token is exchanged once, and the `pm_…` id used instead.
+//!
+//! ## `POST /v1/payment_methods`
+//!
+//! Body as for an intent (`Content-Type: application/json`, else 415; at most 64 KiB,
+//! else 413; JSON, else 400 `malformed_json`): an object with `card_token` (1 to 200
+//! visible ASCII characters; unknown fields ignored, but part of the fingerprint), else
+//! 422 `validation_failed` with `details` (the token is never echoed). 200 with the new
+//! payment method. Tokenizing never declines nor hangs, whatever the token: the card
+//! network judges it when an intent is authorized with it.
+//!
+//! Header `Idempotency-Key` optional (when sent, 1 to 200 visible ASCII characters, else
+//! 400 `invalid_idempotency_key`); its keys are apart from the intents'. A key used by
+//! the same request (same body, key order and whitespace aside) answers 200 with the same
+//! payment method, and nothing else is done; by another request, 409
+//! `idempotency_key_reused`. Without a key, each request makes a new payment method.
+//!
+//! ## `GET /v1/payment_methods/{id}`
+//!
+//! 200 with the payment method, or 404 `resource_missing`.
+//!
 //! ## `POST /v1/payment_intents`
 //!
 //! Header `Idempotency-Key` required (400 `idempotency_key_required`; 1 to 200 visible
 //! ASCII characters, else 400 `invalid_idempotency_key`). Body (`Content-Type:
 //! application/json`, else 415; at most 64 KiB, else 413; JSON, else 400
 //! `malformed_json`): `amount` (integer, 1 to 10^12, minor units), `currency` (three
-//! uppercase letters), `payment_method` (the card token, 1 to 200 visible ASCII
-//! characters), `metadata` (optional object of at most 20 string values; keys 1 to 40
-//! characters, values at most 500, as Stripe's limits). Unknown fields are ignored, as
-//! everywhere in boxoffice, but they are part of the request's fingerprint. Any problem:
-//! 422 `validation_failed`, one `details` entry per field; a value is never echoed.
+//! uppercase letters), `payment_method` (1 to 200 visible ASCII characters: a payment
+//! method id when it starts with `pm_`, else a card token), `metadata` (optional object
+//! of at most 20 string values; keys 1 to 40 characters, values at most 500, as
+//! Stripe's limits). Unknown fields are ignored, as everywhere in boxoffice, but they are
+//! part of the request's fingerprint. Any problem: 422 `validation_failed`, one
+//! `details` entry per field; a value is never echoed.
 //!
-//! The card network is simulated: a `payment_method` starting with `tok_decline` is
+//! A `pm_…` naming no payment method is 422 `validation_failed` (`details`
+//! `[{"field": "payment_method", "message": "no such payment method"}]`), nothing
+//! recorded, whatever the key holds. Otherwise it is resolved to its card token in the
+//! transaction that records the intent (the payment method's row locked `FOR SHARE`),
+//! and from there on the request is handled as if that token had been sent, except for
+//! its fingerprint, which is of the request as sent (with the `pm_…` id: a replay names
+//! the payment method again, not its token; naming the token instead is another
+//! request, 409). The intent's stored `payment_method` (column
+//! `payment_intents.payment_method`) is always the card token itself, as sent or
+//! resolved, never a `pm_…` id.
+//!
+//! The card network is simulated on the card token: one starting with `tok_decline` is
 //! declined (`decline_code` is the rest after `tok_decline_`, or `card_declined`), one
 //! starting with `tok_timeout` is never answered and nothing is recorded (the request
 //! hangs until the gateway shuts down, whatever its key already holds), any other is
@@ -64,7 +106,7 @@
 //! ignored. Asking for the state an intent is already in answers 200 with it, unchanged;
 //! a state the action cannot start from is 409 `payment_intent_unexpected_state`, its
 //! message naming the status and its `details.payment_intent` the intent as it is.
-//! Unknown id: 404 `not_found`.
+//! Unknown id: 404 `resource_missing` (an unknown route is 404 `not_found`).
 //!
 //! | status now  | capture      | cancel      | refund                     |
 //! |-------------|--------------|-------------|----------------------------|
@@ -88,7 +130,7 @@
 //! ## Reading
 //!
 //! - `GET /v1/payment_intents/{id}`, `GET /v1/payment_intents/by_key/{key}`: 200 with
-//!   the intent, or 404 `not_found`.
+//!   the intent, or 404 `resource_missing`.
 //! - `GET /v1/payment_intents?status=&limit=&cursor=`: `{"object": "list", "data":
 //!   [intents in creation order], "has_more", "next_cursor"}`. `status` (optional)
 //!   filters; `limit` is 1 to 100 (default 10); `cursor` is a `next_cursor` given out
@@ -117,7 +159,10 @@
 //! `payment_gateway_requests_total{operation,status}` (`status` is the HTTP status, or
 //! `none` when no answer was sent), `payment_gateway_request_seconds{operation}`,
 //! `payment_gateway_requests_in_flight{operation}`,
-//! `payment_gateway_intent_transitions_total{to}`.
+//! `payment_gateway_intent_transitions_total{to}`. `operation` is one of `create`,
+//! `list`, `retrieve`, `retrieve_by_key`, `capture`, `cancel`, `refund`,
+//! `cancel_by_key`, `create_payment_method`, `retrieve_payment_method`, `get_faults`,
+//! `set_faults` or `other`.
 
 pub mod app;
 pub mod auth;
@@ -125,6 +170,7 @@ pub mod config;
 pub mod faults;
 pub mod intent;
 pub mod metrics;
+pub mod payment_method;
 mod routes;
 pub mod store;
 

@@ -108,6 +108,8 @@ pub fn operation(method: &Method, route: &str) -> &'static str {
         ("POST", "/v1/payment_intents/{id}/cancel") => "cancel",
         ("POST", "/v1/payment_intents/{id}/refund") => "refund",
         ("POST", "/v1/payment_intents/by_key/{key}/cancel") => "cancel_by_key",
+        ("POST", "/v1/payment_methods") => "create_payment_method",
+        ("GET", "/v1/payment_methods/{id}") => "retrieve_payment_method",
         ("GET", "/admin/faults") => "get_faults",
         ("PUT", "/admin/faults") => "set_faults",
         _ => "other",

@@ -1,16 +1,18 @@
-//! The books: every statement on `payment_intents` (schema `payment_gateway`, reached
-//! through the pool's `search_path`).
+//! The books: every statement on `payment_intents` and `payment_methods` (schema
+//! `payment_gateway`, reached through the pool's `search_path`).
 //!
 //! Each operation that races another on one key or one intent is a single statement, so
 //! Postgres settles the race: the unique index on `idempotency_key` with `INSERT .. ON
 //! CONFLICT` for creates and technical cancels, a guarded `UPDATE .. WHERE status = ..`
-//! for transitions.
+//! for transitions. A create naming a payment method reads its card token
+//! ([`card_token`]) and records the intent ([`create`]) in one transaction.
 
 use serde_json::Value;
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgExecutor, PgPool, Row};
 
 use crate::intent::{Intent, Operation, Status};
+use crate::payment_method::PaymentMethod;
 
 /// The columns read back, in the order [`intent`] expects them.
 macro_rules! columns {
@@ -51,7 +53,8 @@ pub struct NewIntent<'a> {
     pub amount: i64,
     /// ISO 4217.
     pub currency: &'a str,
-    /// The card token.
+    /// The card token: as sent, or the one of the payment method the request named
+    /// (never a `pm_` id).
     pub payment_method: &'a str,
     /// `Authorized` or `Declined`.
     pub status: Status,
@@ -62,8 +65,10 @@ pub struct NewIntent<'a> {
 }
 
 /// Records `new` unless its key is taken. Returns the intent holding the key and
-/// whether it was created now.
-pub async fn create(pool: &PgPool, new: &NewIntent<'_>) -> sqlx::Result<(Intent, bool)> {
+/// whether it was created now. `conn` may be a transaction (see [`card_token`]); at
+/// read committed, as here, the read after a conflict sees the committed intent either
+/// way.
+pub async fn create(conn: &mut PgConnection, new: &NewIntent<'_>) -> sqlx::Result<(Intent, bool)> {
     let inserted = sqlx::query(concat!(
         "INSERT INTO payment_intents (id, idempotency_key, request_fingerprint, amount, \
          currency, payment_method, status, decline_code, metadata) \
@@ -80,7 +85,7 @@ pub async fn create(pool: &PgPool, new: &NewIntent<'_>) -> sqlx::Result<(Intent,
     .bind(new.status.as_str())
     .bind(new.decline_code)
     .bind(new.metadata)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     if let Some(row) = inserted {
         return Ok((intent(&row)?, true));
@@ -88,7 +93,7 @@ pub async fn create(pool: &PgPool, new: &NewIntent<'_>) -> sqlx::Result<(Intent,
     // DO NOTHING waited for the conflicting insert to commit, but this statement's
     // snapshot predates that commit, so the row is read by a new statement. Rows are
     // never deleted: it is there.
-    let existing = by_key(pool, new.idempotency_key)
+    let existing = by_key(&mut *conn, new.idempotency_key)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
     Ok((existing, false))
@@ -109,14 +114,14 @@ pub async fn by_id(pool: &PgPool, id: &str) -> sqlx::Result<Option<Intent>> {
 }
 
 /// The intent (or tombstone) holding `key`.
-pub async fn by_key(pool: &PgPool, key: &str) -> sqlx::Result<Option<Intent>> {
+pub async fn by_key<'e>(executor: impl PgExecutor<'e>, key: &str) -> sqlx::Result<Option<Intent>> {
     sqlx::query(concat!(
         "SELECT ",
         columns!(),
         " FROM payment_intents WHERE idempotency_key = $1"
     ))
     .bind(key)
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await?
     .map(|row| intent(&row))
     .transpose()
@@ -222,4 +227,93 @@ pub async fn list(
         }
     };
     rows.iter().map(intent).collect()
+}
+
+/// The columns of a payment method read back, in the order [`payment_method`] expects
+/// them (never its card token).
+macro_rules! method_columns {
+    () => {
+        "id, idempotency_key, request_fingerprint, created_at"
+    };
+}
+
+fn payment_method(row: &PgRow) -> sqlx::Result<PaymentMethod> {
+    Ok(PaymentMethod {
+        id: row.try_get("id")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        fingerprint: row.try_get("request_fingerprint")?,
+        created: row.try_get("created_at")?,
+    })
+}
+
+/// A payment method to record.
+#[derive(Debug)]
+pub struct NewPaymentMethod<'a> {
+    /// The card token it stands for.
+    pub card_token: &'a str,
+    /// Its `Idempotency-Key`, when the request had one.
+    pub idempotency_key: Option<&'a str>,
+    /// The fingerprint of the request (kept only with a key).
+    pub fingerprint: &'a str,
+}
+
+/// Records `new` unless its key is taken (a key-less request always records). Returns
+/// the payment method holding the key and whether it was created now.
+pub async fn create_payment_method(
+    pool: &PgPool,
+    new: &NewPaymentMethod<'_>,
+) -> sqlx::Result<(PaymentMethod, bool)> {
+    let inserted = sqlx::query(concat!(
+        "INSERT INTO payment_methods (id, card_token, idempotency_key, request_fingerprint) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING ",
+        method_columns!()
+    ))
+    .bind(PaymentMethod::new_id())
+    .bind(new.card_token)
+    .bind(new.idempotency_key)
+    .bind(new.idempotency_key.map(|_| new.fingerprint))
+    .fetch_optional(pool)
+    .await?;
+    if let Some(row) = inserted {
+        return Ok((payment_method(&row)?, true));
+    }
+    // Only a key conflicts (NULLs are distinct). As in `create`: the winner committed,
+    // a new statement sees it, and rows are never deleted.
+    let key = new.idempotency_key.ok_or(sqlx::Error::RowNotFound)?;
+    let existing = sqlx::query(concat!(
+        "SELECT ",
+        method_columns!(),
+        " FROM payment_methods WHERE idempotency_key = $1"
+    ))
+    .bind(key)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(sqlx::Error::RowNotFound)?;
+    Ok((payment_method(&existing)?, false))
+}
+
+/// The payment method `id`.
+pub async fn payment_method_by_id(pool: &PgPool, id: &str) -> sqlx::Result<Option<PaymentMethod>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        method_columns!(),
+        " FROM payment_methods WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .map(|row| payment_method(&row))
+    .transpose()
+}
+
+/// The card token of payment method `id`, `None` when there is no such payment method.
+/// Meant for the transaction that then records the intent ([`create`]): the row is
+/// locked `FOR SHARE` until it ends, so the token read is the one the intent is
+/// authorized and recorded with.
+pub async fn card_token(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT card_token FROM payment_methods WHERE id = $1 FOR SHARE")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
 }

@@ -72,13 +72,45 @@ impl Harness {
         answer(request.send().await.expect("request failed")).await
     }
 
+    /// `POST /v1/payment_methods` with `body` (sent as is, as JSON), with `key` when
+    /// given.
+    async fn tokenize_raw(&self, key: Option<&str>, body: &str) -> Text {
+        let mut request = self
+            .request(reqwest::Method::POST, "/v1/payment_methods")
+            .header("Content-Type", "application/json")
+            .body(body.to_owned());
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        Text::of(request).await
+    }
+
+    async fn tokenize(&self, key: Option<&str>, card_token: &str) -> Text {
+        let body = json!({ "card_token": card_token }).to_string();
+        self.tokenize_raw(key, &body).await
+    }
+
+    /// Tokenizes `card_token` (no key) and gives the payment method's id.
+    async fn payment_method(&self, card_token: &str) -> String {
+        let created = self.tokenize(None, card_token).await;
+        assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+        created.body["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn get_text(&self, path: &str) -> Text {
+        Text::of(self.request(reqwest::Method::GET, path)).await
+    }
+
     async fn set_faults(&self, mode: &str, latency_ms: u64) {
         let request = self
             .request(reqwest::Method::PUT, "/admin/faults")
             .json(&json!({"mode": mode, "latency_ms": latency_ms}));
         let answer = answer(request.send().await.expect("request failed")).await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-        assert_eq!(answer.body, json!({"mode": mode, "latency_ms": latency_ms}));
+        assert_eq!(
+            answer.body,
+            json!({"mode": mode, "latency_ms": latency_ms, "scope": "all"})
+        );
     }
 
     /// The status under `key`, from the books (faults do not apply).
@@ -89,6 +121,15 @@ impl Harness {
 
     async fn rows(&self, condition: &str) -> i64 {
         rows(&self.db, condition).await
+    }
+
+    /// Payment methods in the books matching `condition`.
+    async fn methods(&self, condition: &str) -> i64 {
+        self.db
+            .scalar(&format!(
+                "SELECT count(*) FROM payment_gateway.payment_methods WHERE {condition}"
+            ))
+            .await
     }
 
     /// The value of a metric sample (0 when it is not there yet).
@@ -115,6 +156,29 @@ impl Harness {
             async move { (self.metric(&sample).await >= n).then_some(()) }
         })
         .await;
+    }
+}
+
+/// An answer as its text (to check what it does not contain) and as JSON.
+struct Text {
+    status: StatusCode,
+    text: String,
+    body: Value,
+}
+
+impl Text {
+    async fn of(request: reqwest::RequestBuilder) -> Self {
+        let response = request.send().await.expect("request failed");
+        let status = response.status();
+        let text = response.text().await.expect("no body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Self { status, text, body }
+    }
+
+    fn assert_error(&self, http: StatusCode, code: &str) {
+        assert_eq!(self.status, http, "{}", self.text);
+        assert_eq!(self.body["error"]["code"], code, "{}", self.text);
+        assert!(self.body["error"]["message"].is_string(), "{}", self.text);
     }
 }
 
@@ -343,9 +407,9 @@ async fn capture_cancel_and_refund_move_intents_once_and_refuse_what_they_cannot
         .unwrap();
     assert_ok(&answer(with_body).await, "refunded");
     let unknown = act("pi_00000000000000000000000000000000".into(), "capture").await;
-    assert_error(&unknown, StatusCode::NOT_FOUND, "not_found");
+    assert_error(&unknown, StatusCode::NOT_FOUND, "resource_missing");
     let unknown = h.get("/v1/payment_intents/nope").await;
-    assert_error(&unknown, StatusCode::NOT_FOUND, "not_found");
+    assert_error(&unknown, StatusCode::NOT_FOUND, "resource_missing");
     assert_eq!(
         h.metric("payment_gateway_intent_transitions_total{to=\"refunded\"}")
             .await,
@@ -496,7 +560,7 @@ async fn gateways_starting_together_share_one_schema_and_its_migrations() {
     assert_eq!(
         db.scalar("SELECT count(*) FROM payment_gateway._sqlx_migrations")
             .await,
-        1
+        2
     );
     assert_eq!(
         db.scalar("SELECT count(*) FROM pg_tables WHERE tablename = '_sqlx_migrations'")
@@ -611,6 +675,11 @@ async fn with_a_key_set_every_api_request_needs_it() {
     for (method, path) in [
         (reqwest::Method::POST, "/v1/payment_intents"),
         (reqwest::Method::GET, "/v1/payment_intents"),
+        (reqwest::Method::POST, "/v1/payment_methods"),
+        (
+            reqwest::Method::GET,
+            "/v1/payment_methods/pm_00000000000000000000000000000000",
+        ),
         (reqwest::Method::GET, "/admin/faults"),
     ] {
         let missing = answer(anonymous(method.clone(), path).send().await.unwrap()).await;
@@ -622,7 +691,15 @@ async fn with_a_key_set_every_api_request_needs_it() {
         assert_eq!(wrong.headers["www-authenticate"], "Bearer");
     }
     assert_eq!(h.rows("true").await, 0);
+    assert_eq!(h.methods("true").await, 0);
     assert_ok(&h.create("k", &card("tok_visa")).await, "authorized");
+    let pm = h.payment_method("tok_visa").await;
+    assert_eq!(
+        h.get_text(&format!("/v1/payment_methods/{pm}"))
+            .await
+            .status,
+        StatusCode::OK
+    );
     let open = h.client.get(h.gw.url("/health/live")).send().await.unwrap();
     assert_eq!(open.status(), StatusCode::OK);
     let ready = h
@@ -651,7 +728,7 @@ async fn without_a_key_set_none_is_needed() {
     assert_eq!(plain.status(), StatusCode::OK);
     assert_eq!(
         plain.json::<Value>().await.unwrap(),
-        json!({"mode": "normal", "latency_ms": 0})
+        json!({"mode": "normal", "latency_ms": 0, "scope": "all"})
     );
     h.gw.stop().await;
 }
@@ -670,6 +747,9 @@ async fn unavailable_answers_503_and_does_nothing() {
     );
     assert_eq!(refused.headers["retry-after"], "1");
     assert_eq!(h.rows("true").await, 0);
+    let tokenize = h.tokenize(Some("pm-k"), "tok_visa").await;
+    tokenize.assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    assert_eq!(h.methods("true").await, 0);
     let live = h.client.get(h.gw.url("/health/live")).send().await.unwrap();
     assert_eq!(live.status(), StatusCode::OK);
     h.set_faults("normal", 0).await;
@@ -677,12 +757,51 @@ async fn unavailable_answers_503_and_does_nothing() {
     h.gw.stop().await;
 }
 
+#[tokio::test]
+async fn faults_scoped_to_intents_leave_payment_methods_alone() {
+    let h = Harness::start().await;
+    let request = h
+        .request(reqwest::Method::PUT, "/admin/faults")
+        .json(&json!({"mode": "unavailable", "latency_ms": 0, "scope": "intents"}));
+    let set = answer(request.send().await.unwrap()).await;
+    assert_eq!(
+        set.body,
+        json!({"mode": "unavailable", "latency_ms": 0, "scope": "intents"})
+    );
+
+    // The card is exchanged as usual; the payment itself is refused.
+    let tokenized = h.tokenize(Some("pm-k"), "tok_visa").await;
+    assert_eq!(tokenized.status, StatusCode::OK);
+    let refused = h.create("k", &card("tok_visa")).await;
+    assert_error(
+        &refused,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+    );
+    assert_eq!(h.rows("true").await, 0);
+    let bad_scope = h
+        .request(reqwest::Method::PUT, "/admin/faults")
+        .json(&json!({"mode": "normal", "latency_ms": 0, "scope": "charges"}));
+    assert_error(
+        &answer(bad_scope.send().await.unwrap()).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    h.gw.stop().await;
+}
+
 /// Sends a create that is expected to get no answer within [`NO_ANSWER_WINDOW`].
 async fn create_unanswered(h: &Harness, key: &str, token: &str) {
+    send_unanswered(h, key, &card(token)).await;
+}
+
+/// Sends a create of `body` that is expected to get no answer within
+/// [`NO_ANSWER_WINDOW`].
+async fn send_unanswered(h: &Harness, key: &str, body: &Value) {
     let outcome = h
         .request(reqwest::Method::POST, "/v1/payment_intents")
         .header("Idempotency-Key", key)
-        .json(&card(token))
+        .json(body)
         .timeout(NO_ANSWER_WINDOW)
         .send()
         .await;
@@ -918,7 +1037,317 @@ async fn bad_requests_get_the_error_envelope() {
     }
     assert_eq!(
         h.get("/admin/faults").await.body,
-        json!({"mode": "normal", "latency_ms": 0})
+        json!({"mode": "normal", "latency_ms": 0, "scope": "all"})
     );
+    h.gw.stop().await;
+}
+
+// Payment methods.
+
+fn assert_method(method: &Value) {
+    let id = method["id"].as_str().unwrap_or_else(|| panic!("{method}"));
+    assert!(id.starts_with("pm_") && id.len() == 35, "{id}");
+    assert_eq!(method["object"], "payment_method");
+    let created = method["created"].as_str().unwrap();
+    assert!(created.ends_with('Z'), "{created}");
+    chrono::DateTime::parse_from_rfc3339(created).unwrap();
+    let fields: HashSet<&str> = method
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        fields,
+        HashSet::from(["id", "object", "created"]),
+        "{method}"
+    );
+}
+
+#[tokio::test]
+async fn a_payment_method_authorizes_as_its_card_and_never_shows_it() {
+    let h = Harness::start().await;
+    let token = "tok_visa_4242_secret";
+
+    let created = h.tokenize(None, token).await;
+
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    assert_method(&created.body);
+    assert!(!created.text.contains(token), "{}", created.text);
+    let pm = created.body["id"].as_str().unwrap().to_owned();
+    let read = h.get_text(&format!("/v1/payment_methods/{pm}")).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text);
+    assert_eq!(read.body, created.body);
+    assert!(!read.text.contains(token), "{}", read.text);
+    assert_eq!(
+        h.methods(&format!("id = '{pm}' AND card_token = '{token}'"))
+            .await,
+        1
+    );
+
+    let intent = h.create("order-1", &card(&pm)).await;
+
+    assert_ok(&intent, "authorized");
+    assert_eq!(intent.body["decline_code"], Value::Null);
+    assert!(
+        intent.body.get("payment_method").is_none(),
+        "{}",
+        intent.body
+    );
+    assert!(!intent.body.to_string().contains(token));
+    // The intent keeps the card token itself, resolved from the payment method.
+    assert_eq!(h.rows(&format!("payment_method = '{token}'")).await, 1);
+    assert_eq!(h.rows("payment_method LIKE 'pm\\_%'").await, 0);
+    // A replay names the payment method again; naming its token is another request.
+    let replay = h.create("order-1", &card(&pm)).await;
+    assert_eq!(replay.body, intent.body);
+    let by_token = h.create("order-1", &card(token)).await;
+    assert_error(&by_token, StatusCode::CONFLICT, "idempotency_key_reused");
+    // A payment method is reusable.
+    let second = h.create("order-2", &card(&pm)).await;
+    assert_ok(&second, "authorized");
+    assert_ne!(second.body["id"], intent.body["id"]);
+    let id = intent.body["id"].as_str().unwrap();
+    assert_ok(
+        &h.post(&format!("/v1/payment_intents/{id}/capture")).await,
+        "captured",
+    );
+    assert_eq!(h.rows("true").await, 2);
+    assert_eq!(h.methods("true").await, 1);
+    assert_eq!(
+        h.metric(
+            "payment_gateway_requests_total{operation=\"create_payment_method\",status=\"200\"}"
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        h.metric(
+            "payment_gateway_requests_total{operation=\"retrieve_payment_method\",status=\"200\"}"
+        )
+        .await,
+        1.0
+    );
+    h.gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_payment_method_of_a_declining_card_tokenizes_and_is_declined_with_its_code() {
+    let h = Harness::start().await;
+    let funds = h.payment_method("tok_decline_insufficient_funds").await;
+    let plain = h.payment_method("tok_decline").await;
+
+    let declined = h.create("d-1", &card(&funds)).await;
+    let plainly = h.create("d-2", &card(&plain)).await;
+
+    assert_ok(&declined, "declined");
+    assert_eq!(declined.body["decline_code"], "insufficient_funds");
+    assert_ok(&plainly, "declined");
+    assert_eq!(plainly.body["decline_code"], "card_declined");
+    assert_eq!(
+        h.rows("payment_method = 'tok_decline_insufficient_funds' AND status = 'declined'")
+            .await,
+        1
+    );
+    h.gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_payment_method_of_a_timing_out_card_tokenizes_at_once_and_its_create_hangs() {
+    let h = Harness::start().await;
+    let started = Instant::now();
+    let created = h.tokenize(Some("pm-timeout"), "tok_timeout").await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    assert!(started.elapsed() < WAIT);
+    let pm = created.body["id"].as_str().unwrap().to_owned();
+
+    send_unanswered(&h, "k", &card(&pm)).await;
+
+    assert_eq!(h.rows("true").await, 0);
+    // The hanging request holds no connection and no lock: the payment method still
+    // serves, and the key is still free.
+    let read = h.get_text(&format!("/v1/payment_methods/{pm}")).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text);
+    assert_ok(&h.create("other", &card("tok_visa")).await, "authorized");
+    assert!(h.gw.intent_by_key("k").await.is_none());
+    h.gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_payment_method_is_refused_and_nothing_is_recorded() {
+    let h = Harness::start().await;
+    let expected = json!([{"field": "payment_method", "message": "no such payment method"}]);
+
+    for unknown in ["pm_00000000000000000000000000000000", "pm_", "pm_tok_visa"] {
+        let refused = h.create("k", &card(unknown)).await;
+        assert_error(
+            &refused,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
+        assert_eq!(refused.body["error"]["details"], expected, "{unknown}");
+    }
+
+    assert_eq!(h.rows("true").await, 0);
+    assert!(h.gw.intent_by_key("k").await.is_none());
+    // The key was not used: a good request with it goes through.
+    let pm = h.payment_method("tok_visa").await;
+    assert_ok(&h.create("k", &card(&pm)).await, "authorized");
+    // And an unknown payment method under a used key changes nothing.
+    let refused = h
+        .create("k", &card("pm_00000000000000000000000000000000"))
+        .await;
+    assert_error(
+        &refused,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert_eq!(h.rows("true").await, 1);
+    h.gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_payment_method_key_answers_the_same_request_with_the_same_payment_method() {
+    let h = Harness::start().await;
+
+    let first = h.tokenize(Some("pm-1"), "tok_visa").await;
+    let again = h
+        .tokenize_raw(Some("pm-1"), "{ \"card_token\" :\n  \"tok_visa\" }")
+        .await;
+    let other = h.tokenize(Some("pm-1"), "tok_mastercard").await;
+    let extra_field = h
+        .tokenize_raw(
+            Some("pm-1"),
+            &json!({"card_token": "tok_visa", "x": 1}).to_string(),
+        )
+        .await;
+
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    assert_method(&first.body);
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.body, first.body);
+    other.assert_error(StatusCode::CONFLICT, "idempotency_key_reused");
+    assert!(!other.text.contains("tok_mastercard"), "{}", other.text);
+    extra_field.assert_error(StatusCode::CONFLICT, "idempotency_key_reused");
+    assert_eq!(h.methods("true").await, 1);
+    assert_eq!(h.methods("card_token = 'tok_mastercard'").await, 0);
+
+    // Keys are apart from the intents'.
+    let pm = first.body["id"].as_str().unwrap();
+    assert_ok(&h.create("pm-1", &card(pm)).await, "authorized");
+    // Without a key, every request makes a new one.
+    let a = h.payment_method("tok_visa").await;
+    let b = h.payment_method("tok_visa").await;
+    assert_ne!(a, b);
+    assert_eq!(h.methods("true").await, 3);
+
+    // Twenty at once with one key: one payment method.
+    let answers =
+        futures::future::join_all((0..20).map(|_| h.tokenize(Some("race"), "tok_amex"))).await;
+    let ids: HashSet<String> = answers
+        .iter()
+        .map(|a| {
+            assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+            a.body["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(h.methods("idempotency_key = 'race'").await, 1);
+    h.gw.stop().await;
+}
+
+#[tokio::test]
+async fn bad_payment_method_requests_get_the_error_envelope_and_never_the_token() {
+    let h = Harness::start().await;
+    let token = "tok_secret_4242";
+    let send = |content_type: &'static str, body: String| {
+        let request = h
+            .request(reqwest::Method::POST, "/v1/payment_methods")
+            .header("Content-Type", content_type)
+            .body(body);
+        Text::of(request)
+    };
+
+    let text = send("text/plain", json!({"card_token": token}).to_string()).await;
+    text.assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    let none = send("application/json", String::new()).await;
+    none.assert_error(StatusCode::BAD_REQUEST, "malformed_json");
+    let malformed = send("application/json", format!("{{\"card_token\": \"{token}")).await;
+    malformed.assert_error(StatusCode::BAD_REQUEST, "malformed_json");
+    assert!(!malformed.text.contains(token), "{}", malformed.text);
+    let huge = send("application/json", "x".repeat(70 * 1024)).await;
+    huge.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let bad_key = h.tokenize(Some(&"k".repeat(201)), token).await;
+    bad_key.assert_error(StatusCode::BAD_REQUEST, "invalid_idempotency_key");
+
+    for (body, field) in [
+        (json!({}), "card_token"),
+        (json!({"card_token": null}), "card_token"),
+        (json!({"card_token": ""}), "card_token"),
+        (json!({"card_token": 4242}), "card_token"),
+        (json!({"card_token": "tok_secret 4242"}), "card_token"),
+        (json!({"card_token": "tok_sécret_4242"}), "card_token"),
+        (
+            json!({"card_token": format!("{token}{}", "x".repeat(200))}),
+            "card_token",
+        ),
+        (json!({"card_token": [token]}), "card_token"),
+        (json!(token), ""),
+        (json!([token]), ""),
+    ] {
+        let refused = send("application/json", body.to_string()).await;
+        refused.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(
+            refused.body["error"]["details"][0]["field"], field,
+            "{}",
+            refused.text
+        );
+        assert!(!refused.text.contains("secret"), "{}", refused.text);
+    }
+    assert_eq!(h.methods("true").await, 0);
+
+    // 200 visible ASCII characters is the most.
+    let longest = h.tokenize(None, &"t".repeat(200)).await;
+    assert_eq!(longest.status, StatusCode::OK, "{}", longest.text);
+
+    for path in [
+        "/v1/payment_methods/pm_00000000000000000000000000000000".to_owned(),
+        format!("/v1/payment_methods/{token}"),
+        "/v1/payment_methods/%FF".to_owned(),
+    ] {
+        let unknown = h.get_text(&path).await;
+        unknown.assert_error(StatusCode::NOT_FOUND, "resource_missing");
+        assert!(!unknown.text.contains(token), "{}", unknown.text);
+    }
+    let wrong_method = h
+        .request(reqwest::Method::GET, "/v1/payment_methods")
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        &answer(wrong_method).await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    h.gw.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_creates_naming_one_payment_method_with_one_key_make_one_intent() {
+    let h = Harness::start().await;
+    let pm = h.payment_method("tok_visa").await;
+
+    let body = card(&pm);
+    let answers = futures::future::join_all((0..30).map(|_| h.create("race", &body))).await;
+
+    let ids: HashSet<String> = answers
+        .iter()
+        .map(|a| {
+            assert_ok(a, "authorized");
+            a.body["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(h.rows("true").await, 1);
     h.gw.stop().await;
 }

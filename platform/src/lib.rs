@@ -9,6 +9,7 @@
 //! - [`db`]: Postgres pools and the migrations each service owns.
 //! - [`kafka`]: the wire envelope of `boxoffice.events` and topic administration.
 //! - [`metrics`]: the prometheus-client registry and its `/metrics` route.
+//! - [`personal`]: contact data sealed under per-user keys (crypto-shredding).
 
 pub mod auth;
 pub mod config;
@@ -16,5 +17,6 @@ pub mod db;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod personal;
 pub mod shutdown;
 pub mod telemetry;

@@ -14,13 +14,14 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::store::EventStore;
-use crate::views::{recorded_at, BookingRow, EventRow, LocationRow, View};
+use crate::views::{recorded_at, BookingRow, EventRow, LocationRow, UserRow, View};
 
 /// The projections, by name.
-pub const PROJECTIONS: [&str; 3] = [
+pub const PROJECTIONS: [&str; 4] = [
     LocationRow::PROJECTION,
     EventRow::PROJECTION,
     BookingRow::PROJECTION,
+    UserRow::PROJECTION,
 ];
 
 /// The aggregate type a projection consumes, or `None` for an unknown name.
@@ -29,6 +30,7 @@ pub fn aggregate_type(projection: &str) -> Option<&'static str> {
         p if p == LocationRow::PROJECTION => Some(LocationRow::AGGREGATE_TYPE),
         p if p == EventRow::PROJECTION => Some(EventRow::AGGREGATE_TYPE),
         p if p == BookingRow::PROJECTION => Some(BookingRow::AGGREGATE_TYPE),
+        p if p == UserRow::PROJECTION => Some(UserRow::AGGREGATE_TYPE),
         _ => None,
     }
 }
@@ -39,6 +41,7 @@ pub fn table_for_aggregate(aggregate_type: &str) -> Option<&'static str> {
         t if t == LocationRow::AGGREGATE_TYPE => Some(LocationRow::TABLE),
         t if t == EventRow::AGGREGATE_TYPE => Some(EventRow::TABLE),
         t if t == BookingRow::AGGREGATE_TYPE => Some(BookingRow::TABLE),
+        t if t == UserRow::AGGREGATE_TYPE => Some(UserRow::TABLE),
         _ => None,
     }
 }
@@ -103,6 +106,10 @@ pub async fn apply_batch(
         (
             BookingRow::PROJECTION,
             apply_view::<BookingRow>(conn, store, target, events).await?,
+        ),
+        (
+            UserRow::PROJECTION,
+            apply_view::<UserRow>(conn, store, target, events).await?,
         ),
     ] {
         if let Some(outcome) = outcome {

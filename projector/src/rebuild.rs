@@ -19,7 +19,7 @@ use sqlx::{Acquire, Connection, PgConnection, PgPool};
 
 use crate::engine::{apply_batch, rebuild_table, Target};
 use crate::store::{Cursor, EventStore};
-use crate::views::{BookingRow, EventRow, LocationRow, View};
+use crate::views::{BookingRow, EventRow, LocationRow, UserRow, View};
 
 /// Events read per transaction while filling the fresh table.
 const CHUNK: i64 = 10_000;
@@ -192,6 +192,9 @@ pub async fn run(
         }
         n if n == BookingRow::PROJECTION => {
             run_view::<BookingRow>(read, store, requested, on_progress).await
+        }
+        n if n == UserRow::PROJECTION => {
+            run_view::<UserRow>(read, store, requested, on_progress).await
         }
         other => Err(RebuildError::Unknown(other.to_owned())),
     }

@@ -16,16 +16,17 @@ use crate::app::Context;
 use crate::engine::{apply_batch, Target};
 use crate::metrics::Source;
 use crate::store::Cursor;
-use crate::views::{BookingRow, EventRow, LocationRow, View};
+use crate::views::{BookingRow, EventRow, LocationRow, UserRow, View};
 
 /// Events read from the store per transaction.
 const CHUNK: i64 = 2000;
 
 /// Every aggregate type some projection consumes.
-const AGGREGATE_TYPES: [&str; 3] = [
+const AGGREGATE_TYPES: [&str; 4] = [
     LocationRow::AGGREGATE_TYPE,
     EventRow::AGGREGATE_TYPE,
     BookingRow::AGGREGATE_TYPE,
+    UserRow::AGGREGATE_TYPE,
 ];
 
 /// Sweeps every `interval` until `shutdown`.

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use domain::booking::{BookingFact, BookingStatus};
 use domain::event::EventFact;
 use domain::location::{Hall, LocationFact};
+use domain::user::UserFact;
 use platform::kafka::WireEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -403,6 +404,9 @@ pub struct BookingRow {
     pub refunded: bool,
     /// `[{"status", "at"}]`.
     pub history: Value,
+    /// The owner's contact data, sealed under their key as the booking carries it
+    /// (`domain::personal::SealedContact`); never in clear here.
+    pub contact: Option<Value>,
     /// When it was requested.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -437,6 +441,7 @@ impl View for BookingRow {
                 seats,
                 amount_cents,
                 currency,
+                contact,
                 ..
             } => {
                 let row = row.insert(BookingRow {
@@ -450,6 +455,7 @@ impl View for BookingRow {
                     reason: None,
                     refunded: false,
                     history: Value::Array(Vec::new()),
+                    contact: contact.map(|sealed| serde_json::json!(sealed)),
                     created_at: at,
                     updated_at: at,
                     last_sequence: 0,
@@ -501,15 +507,16 @@ impl View for BookingRow {
         let text = |f: fn(&Self) -> &str| rows.iter().map(f).collect::<Vec<_>>();
         sqlx::query(&format!(
             "INSERT INTO {table} (id, event_id, user_id, seats, amount_cents, currency, status,
-                                  reason, refunded, history, created_at, updated_at, last_sequence)
+                                  reason, refunded, history, created_at, updated_at, last_sequence,
+                                  contact)
              SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::bigint[],
                                   $6::text[], $7::text[], $8::text[], $9::bool[], $10::jsonb[],
-                                  $11::timestamptz[], $12::timestamptz[], $13::bigint[])
+                                  $11::timestamptz[], $12::timestamptz[], $13::bigint[], $14::jsonb[])
              ON CONFLICT (id) DO UPDATE SET
                  event_id = EXCLUDED.event_id, user_id = EXCLUDED.user_id, seats = EXCLUDED.seats,
                  amount_cents = EXCLUDED.amount_cents, currency = EXCLUDED.currency,
                  status = EXCLUDED.status, reason = EXCLUDED.reason, refunded = EXCLUDED.refunded,
-                 history = EXCLUDED.history, created_at = EXCLUDED.created_at,
+                 history = EXCLUDED.history, contact = EXCLUDED.contact, created_at = EXCLUDED.created_at,
                  updated_at = EXCLUDED.updated_at, last_sequence = EXCLUDED.last_sequence
              WHERE {table}.last_sequence < EXCLUDED.last_sequence"
         ))
@@ -526,9 +533,84 @@ impl View for BookingRow {
         .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.last_sequence).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.contact.as_ref()).collect::<Vec<_>>())
         .execute(conn)
         .await
         .map(drop)
+    }
+}
+
+// --- users ------------------------------------------------------------------------
+
+/// A user's erasures: which of their keys are destroyed, so that what was sealed under
+/// them shows as erased (even were a key to come back from an old backup).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct UserRow {
+    /// The user's stream id (`domain::user::stream_id`).
+    pub id: Uuid,
+    /// The user id (the token's `sub`).
+    pub user_id: String,
+    /// Every key erased so far.
+    pub erased_keys: Vec<Uuid>,
+    /// When the last erasure was recorded.
+    pub erased_at: DateTime<Utc>,
+    /// The last event applied.
+    pub last_sequence: i64,
+}
+
+impl View for UserRow {
+    const PROJECTION: &'static str = "users";
+    const AGGREGATE_TYPE: &'static str = "user";
+    const TABLE: &'static str = "user_view";
+
+    fn apply(row: &mut Option<Self>, id: Uuid, event: &WireEvent) -> Result<(), ApplyError> {
+        let at = recorded_at(event)?;
+        let UserFact::PersonalDataErased { user_id, keys } = decode::<UserFact>(event)?;
+        let row = row.get_or_insert_with(|| UserRow {
+            id,
+            user_id,
+            erased_keys: Vec::new(),
+            erased_at: at,
+            last_sequence: 0,
+        });
+        row.erased_keys.extend(keys);
+        row.erased_at = at;
+        row.last_sequence = event.sequence;
+        Ok(())
+    }
+
+    fn id(&self) -> Uuid {
+        self.id
+    }
+
+    fn last_sequence(&self) -> i64 {
+        self.last_sequence
+    }
+
+    fn set_last_sequence(&mut self, sequence: i64) {
+        self.last_sequence = sequence;
+    }
+
+    async fn store(conn: &mut PgConnection, table: &str, rows: &[Self]) -> sqlx::Result<()> {
+        // One row at a time: `unnest` cannot take an array of arrays of keys.
+        for row in rows {
+            sqlx::query(&format!(
+                "INSERT INTO {table} (id, user_id, erased_keys, erased_at, last_sequence)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (id) DO UPDATE SET
+                     user_id = EXCLUDED.user_id, erased_keys = EXCLUDED.erased_keys,
+                     erased_at = EXCLUDED.erased_at, last_sequence = EXCLUDED.last_sequence
+                 WHERE {table}.last_sequence < EXCLUDED.last_sequence"
+            ))
+            .bind(row.id)
+            .bind(&row.user_id)
+            .bind(&row.erased_keys)
+            .bind(row.erased_at)
+            .bind(row.last_sequence)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
     }
 }
 
@@ -537,7 +619,7 @@ mod tests {
     use super::*;
     use cqrs_es::DomainEvent;
     use domain::booking::Reason;
-    use domain::values::{CardToken, Currency};
+    use domain::values::Currency;
     use serde_json::json;
 
     fn wire<F: Serialize + DomainEvent>(sequence: i64, fact: F, at: &str) -> WireEvent {
@@ -561,7 +643,8 @@ mod tests {
             unit_price_cents: 2500,
             amount_cents: 5000,
             currency: Currency::parse("EUR").unwrap(),
-            card_token: CardToken::parse("tok").unwrap(),
+            payment_method: Some("pm_1".into()),
+            contact: None,
         }
     }
 

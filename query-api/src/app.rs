@@ -67,7 +67,7 @@ impl Application {
         let app = App {
             read,
             store,
-            jwt: Jwt::new(&config.jwt_secret),
+            jwt: Jwt::for_service(&config.jwt_secret, config.jwt_rules.clone())?,
             metrics: Metrics::new(&mut registry),
             idempotency_ttl: config.idempotency_ttl,
         };

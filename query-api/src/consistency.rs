@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use platform::auth::User;
 use platform::http::ApiError;
 use uuid::Uuid;
 
@@ -61,15 +62,32 @@ impl FromRequestParts<AppState> for Consistent {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let user = User::from_request_parts(parts, state).await?;
+        let request = Requested::from_request_parts(parts, state).await?;
+        request.wait(state, &user).await.map(|()| Self)
+    }
+}
+
+/// The consistency a request asks for, not waited for yet: for a handler that must
+/// check something first (that the caller may see what it asks for).
+#[derive(Debug)]
+pub struct Requested(Option<(Token, Duration)>);
+
+impl FromRequestParts<AppState> for Requested {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Some(raw) = parts.headers.get("x-consistency-token") else {
-            return Ok(Self);
+            return Ok(Self(None));
         };
-        let token = raw.to_str().ok().and_then(Token::parse).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_consistency_token",
-                "X-Consistency-Token must be a token from a command's answer",
-            )
-        })?;
+        let token = raw
+            .to_str()
+            .ok()
+            .and_then(Token::parse)
+            .ok_or_else(invalid)?;
         let timeout = match parts.headers.get("x-consistency-timeout-ms") {
             None => DEFAULT_TIMEOUT,
             Some(value) => value
@@ -84,8 +102,56 @@ impl FromRequestParts<AppState> for Consistent {
                     )
                 })?,
         };
-        wait(state, &token, timeout).await.map(|()| Self)
+        Ok(Self(Some((token, timeout))))
     }
+}
+
+impl Requested {
+    /// Whether the request carries a token.
+    pub fn is_asked(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Waits until the write is visible, when a token was sent. A token must name
+    /// something `user` may see: a booking token someone else's booking (or no booking
+    /// at all) is refused alike, before any wait, so that neither the answer nor its
+    /// delay tells whether another user's booking exists or moved on.
+    pub async fn wait(self, state: &AppState, user: &User) -> Result<(), ApiError> {
+        let Some((token, timeout)) = self.0 else {
+            return Ok(());
+        };
+        if token.table == BOOKINGS && !user.is_admin() {
+            let owner = booking_owner(state, token.id).await?;
+            if owner.as_deref() != Some(user.id.as_str()) {
+                return Err(invalid());
+            }
+        }
+        wait(state, &token, timeout).await
+    }
+}
+
+/// The read model of bookings, the one whose rows are personal.
+const BOOKINGS: &str = "booking_view";
+
+fn invalid() -> ApiError {
+    ApiError::bad_request(
+        "invalid_consistency_token",
+        "X-Consistency-Token must be a token from the answer to one of your commands",
+    )
+}
+
+/// Who booked `id`, from the event store (the truth: a booking the caller was just
+/// answered for is there, even when the read model does not have it yet).
+pub async fn booking_owner(state: &AppState, id: Uuid) -> Result<Option<String>, ApiError> {
+    sqlx::query_scalar(
+        "SELECT payload -> 'BookingRequested' ->> 'user_id' FROM events
+          WHERE aggregate_type = 'booking' AND aggregate_id = $1 AND sequence = 1",
+    )
+    .bind(id.to_string())
+    .fetch_optional(state.store.pool())
+    .await
+    .map(Option::flatten)
+    .map_err(ApiError::unexpected)
 }
 
 async fn wait(state: &AppState, token: &Token, timeout: Duration) -> Result<(), ApiError> {

@@ -4,6 +4,7 @@
 //!   `run(listener, shutdown)`.
 //! - `routes`: one module per resource.
 //! - [`consistency`]: read-your-writes through `X-Consistency-Token`.
+//! - [`contacts`]: a booking's sealed contact data, opened for its owner and admins.
 //! - [`pagination`]: cursors that stay stable while rows are inserted.
 //! - [`metrics`]: what `/metrics` exports.
 //! - [`audit`]: history, state at a point, verification and export of the event store.
@@ -12,6 +13,7 @@ pub mod app;
 pub mod audit;
 pub mod config;
 pub mod consistency;
+pub mod contacts;
 pub mod metrics;
 pub mod pagination;
 mod routes;

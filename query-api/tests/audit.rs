@@ -20,11 +20,8 @@ async fn store_and_query_api() -> (TestDb, Running) {
     let pool = platform::db::connect(&db.url, 2).await.unwrap();
     platform::db::migrate_event_store(&pool).await.unwrap();
     let app = query_api::Application::build(query_api::Config {
-        database_url: db.url.clone(),
-        read_database_url: db.url.clone(),
-        jwt_secret: JWT_SECRET.to_owned(),
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        idempotency_ttl: std::time::Duration::from_secs(24 * 3600),
+        ..query_api::Config::new(&db.url, JWT_SECRET)
     })
     .await
     .unwrap();
@@ -109,7 +106,14 @@ async fn a_bookings_history_and_state_through_its_whole_saga() {
             "BookingRefunded"
         ]
     );
-    assert_eq!(events[0]["event_version"], "2.0");
+    assert_eq!(events[0]["event_version"], "3.0");
+    // The payment method the gateway gave for the card, never the card token.
+    let requested = &events[0]["payload"]["BookingRequested"];
+    assert!(requested["payment_method"]
+        .as_str()
+        .unwrap()
+        .starts_with("pm_"));
+    assert!(requested.get("card_token").is_none());
     assert_eq!(events[0]["payload"]["BookingRequested"]["user_id"], "alice");
     assert_eq!(
         events[2]["payload"]["BookingCancelled"]["reason"],

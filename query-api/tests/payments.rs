@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use domain::booking::{BookingFact, Reason};
-use domain::values::{CardToken, Currency};
+use domain::values::Currency;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use testkit::eventually;
@@ -94,12 +94,14 @@ async fn authorizations_landed(stack: &Stack) {
 
 #[tokio::test]
 async fn an_event_cancelled_while_the_payment_is_being_authorized_leaves_no_money_held() {
-    // The authorization takes the gateway 2 s: time enough for the cancellation.
+    // The authorization takes the gateway 3 s (this side waits up to 10 s for it): time
+    // enough for the cancellation.
     let stack = Stack::start_with(Options {
-        payment_latency: Duration::from_secs(2),
+        command: |config| config.payment.timeout = Duration::from_secs(10),
         ..Options::default()
     })
     .await;
+    stack.gateway.set_faults("normal", 3000).await;
     let event = event(&stack, 10).await;
     let booking = book_with(&stack, &event, "alice", "tok_visa").await;
     eventually(
@@ -125,22 +127,24 @@ async fn an_event_cancelled_while_the_payment_is_being_authorized_leaves_no_mone
     assert_eq!(shown["reason"], "event_cancelled");
     saga_done(&stack, &booking).await;
     authorizations_landed(&stack).await;
-    // Whatever the authorization did, it holds nothing now, and nothing can change
-    // that (the key is voided at the gateway).
+    // The release waited for the authorization in flight (fencing): it voided a real
+    // authorization (with its amount), not a key nothing had arrived under yet. It holds
+    // nothing now, and nothing can change that (the key is voided at the gateway).
+    let intent = stack.gateway.intent_by_key(&booking).await.unwrap();
     assert_eq!(
-        stack.gateway.status_by_key(&booking).await.as_deref(),
-        Some("voided")
+        (intent.status.as_str(), intent.amount),
+        ("voided", Some(5000)),
+        "{intent:?}"
     );
     stack.stop().await;
 }
 
 #[tokio::test]
 async fn an_authorization_given_up_on_but_carried_out_by_the_gateway_is_voided() {
-    // Each authorization takes the gateway 5 s; this side waits 400 ms per attempt,
+    // Each authorization takes the gateway 8 s; this side waits 400 ms per attempt,
     // and the hold lasts 1.5 s: every attempt is given up on, and the hold expires
     // while all of them are still on their way.
     let stack = Stack::start_with(Options {
-        payment_latency: Duration::from_secs(5),
         hold_ttl: Duration::from_millis(1500),
         command: |config| {
             config.payment.timeout = Duration::from_millis(400);
@@ -150,14 +154,21 @@ async fn an_authorization_given_up_on_but_carried_out_by_the_gateway_is_voided()
         ..Options::default()
     })
     .await;
+    stack.gateway.set_faults("normal", 8000).await;
     let event = event(&stack, 10).await;
     let booking = book_with(&stack, &event, "alice", "tok_visa").await;
 
+    // The hold expires; the saga is releasing (seen in the store, at once).
+    eventually(Duration::from_secs(20), "the release", || async {
+        let (step, _) = saga(&stack, &booking).await;
+        (step == "release" || step == "done").then_some(())
+    })
+    .await;
+    // The gateway answers at once from now on (requests already in it keep their
+    // 8 s): the release's void goes through before any authorization lands.
+    stack.gateway.set_faults("normal", 0).await;
     let shown = until_status(&stack, &booking, "rejected").await;
     assert_eq!(shown["reason"], "hold_expired");
-    // The gateway answers at once from now on (requests already in it keep their
-    // 5 s): the release's void goes through before any authorization lands.
-    stack.gateway.set_faults("normal", 0).await;
     saga_done(&stack, &booking).await;
     assert!(authorizations_sent(&stack) >= 1);
     authorizations_landed(&stack).await;
@@ -258,7 +269,8 @@ async fn stored_booking(stack: &Stack, event: &str, then: Option<BookingFact>) -
         unit_price_cents: 2500,
         amount_cents: 2500,
         currency: Currency::parse("EUR").unwrap(),
-        card_token: CardToken::parse("tok_visa").unwrap(),
+        payment_method: Some("pm_stored".into()),
+        contact: None,
     };
     let mut facts = vec![requested];
     facts.extend(then);
@@ -271,7 +283,7 @@ async fn stored_booking(stack: &Stack, event: &str, then: Option<BookingFact>) -
         };
         sqlx::query(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-             VALUES ('booking', $1, $2, $3, '2.0', $4, '{\"user_id\": \"zoe\"}')",
+             VALUES ('booking', $1, $2, $3, '3.0', $4, '{\"user_id\": \"zoe\"}')",
         )
         .bind(&id)
         .bind(sequence as i64 + 1)
@@ -309,10 +321,30 @@ async fn the_reconciliation_sweep_captures_voids_and_leaves_pending_payments_alo
     .await;
     let pending = stored_booking(&stack, &event, None).await;
     let stranger = "no-such-booking";
+    // Created by this store, as its sagas do (the intent names the store).
+    let store: Uuid = sqlx::query_scalar("SELECT id FROM store_identity")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    let ours = json!({"boxoffice_store": store.to_string()});
     for key in [&confirmed, &rejected, &pending, &stranger.to_owned()] {
-        let intent = stack.gateway.authorize(key, 2500, "tok_visa").await;
+        let intent = stack
+            .gateway
+            .authorize(key, 2500, "tok_visa", ours.clone())
+            .await;
         assert_eq!(intent["status"], "authorized", "{intent}");
     }
+    // Another store's payment on the same gateway account: none of ours to touch.
+    let theirs = stack
+        .gateway
+        .authorize(
+            "another-stores-booking",
+            900,
+            "tok_visa",
+            json!({"boxoffice_store": Uuid::new_v4().to_string()}),
+        )
+        .await;
+    assert_eq!(theirs["status"], "authorized");
 
     let findings = |finding| {
         stack
@@ -356,6 +388,14 @@ async fn the_reconciliation_sweep_captures_voids_and_leaves_pending_payments_alo
     );
     assert_eq!(
         stack.gateway.status_by_key(&pending).await.as_deref(),
+        Some("authorized")
+    );
+    assert_eq!(
+        stack
+            .gateway
+            .status_by_key("another-stores-booking")
+            .await
+            .as_deref(),
         Some("authorized")
     );
     stack.stop().await;

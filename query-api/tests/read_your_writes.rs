@@ -112,3 +112,103 @@ async fn a_malformed_token_or_timeout_is_a_400() {
     }
     stack.stop().await;
 }
+
+/// How many consistency waits query-api has done, whatever their outcome.
+async fn waits(stack: &Stack) -> f64 {
+    let text = stack
+        .client
+        .get(stack.query.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("boxoffice_consistency_wait_seconds_count"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn someone_elses_booking_is_unknown_token_or_not_and_nothing_waits_for_it() {
+    let mut stack = Stack::start().await;
+    let location = stack.location("Olympia", 100).await;
+    let event = stack.event(&event_body(&location)).await.id();
+    // Nothing becomes visible from now on: any wait would run to its timeout.
+    stack.stop_projector().await;
+    let alices = stack.book(&event, "alice", 1).await;
+    let unknown = uuid::Uuid::now_v7();
+    let unknown_token = format!("booking:{unknown}:1");
+    let waits_before = waits(&stack).await;
+
+    let with_her_token = stack
+        .query_with(
+            &format!("/v1/bookings/{}", alices.id()),
+            &customer("bob"),
+            &[
+                ("x-consistency-token", &alices.token()),
+                ("x-consistency-timeout-ms", "3000"),
+            ],
+        )
+        .await;
+    let without = stack
+        .query(&format!("/v1/bookings/{}", alices.id()), &customer("bob"))
+        .await;
+    let not_there = stack
+        .query_with(
+            &format!("/v1/bookings/{unknown}"),
+            &customer("bob"),
+            &[
+                ("x-consistency-token", &unknown_token),
+                ("x-consistency-timeout-ms", "3000"),
+            ],
+        )
+        .await;
+    for answer in [&with_her_token, &without] {
+        assert_eq!(
+            (answer.status, &answer.body),
+            (not_there.status, &not_there.body)
+        );
+    }
+    assert_eq!(not_there.status, StatusCode::NOT_FOUND);
+
+    // Her token on a read of bob's own is refused as a token naming nothing is.
+    let her_token_elsewhere = stack
+        .query_with(
+            "/v1/users/me/bookings",
+            &customer("bob"),
+            &[("x-consistency-token", &alices.token())],
+        )
+        .await;
+    let nothing_token = stack
+        .query_with(
+            "/v1/users/me/bookings",
+            &customer("bob"),
+            &[("x-consistency-token", &unknown_token)],
+        )
+        .await;
+    assert_eq!(
+        (her_token_elsewhere.status, her_token_elsewhere.code()),
+        (StatusCode::BAD_REQUEST, "invalid_consistency_token")
+    );
+    assert_eq!(
+        (her_token_elsewhere.status, &her_token_elsewhere.body),
+        (nothing_token.status, &nothing_token.body)
+    );
+    assert_eq!(waits(&stack).await, waits_before, "something waited");
+
+    // Alice herself still waits for her write (and gets 503 while it is not there).
+    let hers = stack
+        .query_with(
+            &format!("/v1/bookings/{}", alices.id()),
+            &customer("alice"),
+            &[
+                ("x-consistency-token", &alices.token()),
+                ("x-consistency-timeout-ms", "200"),
+            ],
+        )
+        .await;
+    assert_eq!(hers.status, StatusCode::SERVICE_UNAVAILABLE);
+    stack.stop().await;
+}

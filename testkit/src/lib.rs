@@ -32,7 +32,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 /// The JWT secret tests sign with.
-pub const JWT_SECRET: &str = "boxoffice-test-secret";
+pub const JWT_SECRET: &str = "boxoffice-test-secret-thirty-two-bytes";
 
 /// Prefix of the databases tests create (`scripts/test` drops leftovers).
 pub const DB_PREFIX: &str = "bt_";

@@ -6,12 +6,23 @@ use serde_json::{json, Value};
 use crate::gateway::Gateway;
 
 impl Gateway {
-    /// Sets the gateway's fault mode (`normal`, `unavailable`, `hang`, `lose_answer`)
-    /// and latency, as `PUT /admin/faults` does.
+    /// Sets the fault mode (`normal`, `unavailable`, `hang`, `lose_answer`) and latency
+    /// of the gateway's payment intents (authorize, capture, void, refund), as
+    /// `PUT /admin/faults` with `"scope": "intents"` does: booking requests still get
+    /// their payment method, the payments behind them fail or are slow.
     pub async fn set_faults(&self, mode: &str, latency_ms: u64) {
+        self.put_faults(mode, latency_ms, "intents").await;
+    }
+
+    /// The same for every request of the gateway, payment methods included.
+    pub async fn set_faults_everywhere(&self, mode: &str, latency_ms: u64) {
+        self.put_faults(mode, latency_ms, "all").await;
+    }
+
+    async fn put_faults(&self, mode: &str, latency_ms: u64, scope: &str) {
         let answer = crate::http()
             .put(self.url("/admin/faults"))
-            .json(&json!({"mode": mode, "latency_ms": latency_ms}))
+            .json(&json!({"mode": mode, "latency_ms": latency_ms, "scope": scope}))
             .send()
             .await
             .expect("the gateway does not answer");
@@ -30,13 +41,16 @@ impl Gateway {
             .map(|intent| intent.status.as_str().to_owned())
     }
 
-    /// Authorizes a payment under `key` directly at the gateway, as another client
-    /// would; the intent.
-    pub async fn authorize(&self, key: &str, amount: i64, card: &str) -> Value {
+    /// Authorizes a payment under `key` directly at the gateway, with `metadata`, as
+    /// another client would; the intent.
+    pub async fn authorize(&self, key: &str, amount: i64, card: &str, metadata: Value) -> Value {
         crate::http()
             .post(self.url("/v1/payment_intents"))
             .header("Idempotency-Key", key)
-            .json(&json!({"amount": amount, "currency": "EUR", "payment_method": card}))
+            .json(
+                &json!({"amount": amount, "currency": "EUR", "payment_method": card,
+                          "metadata": metadata}),
+            )
             .send()
             .await
             .expect("the gateway does not answer")

@@ -10,8 +10,10 @@
 //! ```
 //!
 //! A failure is the gateway not answering in time, not being reached, or answering
-//! 5xx. A 4xx is an answer: the gateway is up, the request was wrong. The state machine
-//! is given the time, so it is tested without waiting.
+//! 5xx or 429. Any other 4xx is an answer: the gateway is up, the request was wrong. An
+//! outcome that comes back after the breaker moved on (a slow call) changes nothing,
+//! and a call abandoned without an outcome gives its probe's place back. The state
+//! machine is given the time, so it is tested without waiting.
 
 use std::time::{Duration, Instant};
 
@@ -37,6 +39,17 @@ impl State {
     }
 }
 
+/// Leave to make one call, given by [`Breaker::allow`]; its outcome goes back to
+/// [`Breaker::record`], or [`Breaker::abandon`] when the call ended without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permit {
+    /// The breaker's generation when it was given: an outcome from an earlier one is
+    /// stale (the breaker moved on since) and changes nothing.
+    generation: u64,
+    /// Whether it is the half-open state's one probe.
+    probe: bool,
+}
+
 /// The breaker's state machine.
 #[derive(Debug)]
 pub struct Breaker {
@@ -46,6 +59,8 @@ pub struct Breaker {
     failures: u32,
     opened_at: Option<Instant>,
     probing: bool,
+    /// Bumped at every change of state.
+    generation: u64,
 }
 
 impl Breaker {
@@ -58,7 +73,16 @@ impl Breaker {
             failures: 0,
             opened_at: None,
             probing: false,
+            generation: 0,
         }
+    }
+
+    fn enter(&mut self, state: State) {
+        if self.state != state {
+            self.state = state;
+            self.generation += 1;
+        }
+        self.probing = false;
     }
 
     /// The state at `now` (an open breaker whose period passed is half-open).
@@ -68,41 +92,54 @@ impl Breaker {
                 .opened_at
                 .is_some_and(|at| now.duration_since(at) >= self.open_for)
         {
-            self.state = State::HalfOpen;
-            self.probing = false;
+            self.enter(State::HalfOpen);
         }
         self.state
     }
 
-    /// Whether a call may go out at `now`. In half-open, only one at a time: the probe.
-    pub fn allow(&mut self, now: Instant) -> bool {
-        match self.state(now) {
-            State::Closed => true,
-            State::Open => false,
-            State::HalfOpen if self.probing => false,
+    /// Leave for a call at `now`, if any. In half-open, only one at a time: the probe.
+    pub fn allow(&mut self, now: Instant) -> Option<Permit> {
+        let probe = match self.state(now) {
+            State::Closed => false,
+            State::Open => return None,
+            State::HalfOpen if self.probing => return None,
             State::HalfOpen => {
                 self.probing = true;
                 true
             }
-        }
+        };
+        Some(Permit {
+            generation: self.generation,
+            probe,
+        })
     }
 
-    /// Records how an allowed call went. Returns the state after it.
-    pub fn record(&mut self, succeeded: bool, now: Instant) -> State {
+    /// Records how a call allowed by `permit` went. Returns the state after it.
+    pub fn record(&mut self, permit: Permit, succeeded: bool, now: Instant) -> State {
         let state = self.state(now);
+        if permit.generation != self.generation {
+            // The breaker moved on while the call was out: its outcome is old news.
+            return state;
+        }
         if succeeded {
             self.failures = 0;
-            self.state = State::Closed;
-            self.probing = false;
+            self.enter(State::Closed);
             return self.state;
         }
         self.failures = self.failures.saturating_add(1);
         if state == State::HalfOpen || self.failures >= self.threshold {
-            self.state = State::Open;
+            self.enter(State::Open);
             self.opened_at = Some(now);
-            self.probing = false;
         }
         self.state
+    }
+
+    /// A call allowed by `permit` ended without an outcome (its caller gave up on
+    /// it): a probe's place is free again.
+    pub fn abandon(&mut self, permit: Permit) {
+        if permit.probe && permit.generation == self.generation {
+            self.probing = false;
+        }
     }
 }
 
@@ -112,11 +149,16 @@ mod tests {
 
     const OPEN_FOR: Duration = Duration::from_secs(5);
 
+    /// A call at `now` that went as `succeeded`.
+    fn call(breaker: &mut Breaker, succeeded: bool, now: Instant) -> State {
+        let permit = breaker.allow(now).expect("a call is allowed");
+        breaker.record(permit, succeeded, now)
+    }
+
     fn given_open(at: Instant) -> Breaker {
         let mut breaker = Breaker::new(3, OPEN_FOR);
         for _ in 0..3 {
-            assert!(breaker.allow(at));
-            breaker.record(false, at);
+            call(&mut breaker, false, at);
         }
         breaker
     }
@@ -125,36 +167,36 @@ mod tests {
     fn failures_in_a_row_open_it() {
         let now = Instant::now();
         let mut breaker = Breaker::new(3, OPEN_FOR);
-        breaker.record(false, now);
-        breaker.record(false, now);
+        call(&mut breaker, false, now);
+        call(&mut breaker, false, now);
         assert_eq!(breaker.state(now), State::Closed);
-        assert_eq!(breaker.record(false, now), State::Open);
-        assert!(!breaker.allow(now));
+        assert_eq!(call(&mut breaker, false, now), State::Open);
+        assert!(breaker.allow(now).is_none());
     }
 
     #[test]
     fn a_success_between_failures_keeps_it_closed() {
         let now = Instant::now();
         let mut breaker = Breaker::new(3, OPEN_FOR);
-        breaker.record(false, now);
-        breaker.record(false, now);
-        breaker.record(true, now);
-        breaker.record(false, now);
-        breaker.record(false, now);
+        for succeeded in [false, false, true, false, false] {
+            call(&mut breaker, succeeded, now);
+        }
         assert_eq!(breaker.state(now), State::Closed);
-        assert!(breaker.allow(now));
+        assert!(breaker.allow(now).is_some());
     }
 
     #[test]
     fn after_the_open_period_one_probe_goes_through() {
         let opened = Instant::now();
         let mut breaker = given_open(opened);
-        assert!(!breaker.allow(opened + OPEN_FOR - Duration::from_millis(1)));
+        assert!(breaker
+            .allow(opened + OPEN_FOR - Duration::from_millis(1))
+            .is_none());
         let later = opened + OPEN_FOR;
         assert_eq!(breaker.state(later), State::HalfOpen);
-        assert!(breaker.allow(later), "the probe");
+        assert!(breaker.allow(later).is_some(), "the probe");
         assert!(
-            !breaker.allow(later),
+            breaker.allow(later).is_none(),
             "a second call while the probe is out"
         );
     }
@@ -164,10 +206,9 @@ mod tests {
         let opened = Instant::now();
         let mut breaker = given_open(opened);
         let later = opened + OPEN_FOR;
-        assert!(breaker.allow(later));
-        assert_eq!(breaker.record(true, later), State::Closed);
-        assert!(breaker.allow(later));
-        assert!(breaker.allow(later));
+        assert_eq!(call(&mut breaker, true, later), State::Closed);
+        assert!(breaker.allow(later).is_some());
+        assert!(breaker.allow(later).is_some());
     }
 
     #[test]
@@ -175,9 +216,32 @@ mod tests {
         let opened = Instant::now();
         let mut breaker = given_open(opened);
         let probe = opened + OPEN_FOR;
-        assert!(breaker.allow(probe));
-        assert_eq!(breaker.record(false, probe), State::Open);
-        assert!(!breaker.allow(probe + OPEN_FOR - Duration::from_millis(1)));
-        assert!(breaker.allow(probe + OPEN_FOR));
+        assert_eq!(call(&mut breaker, false, probe), State::Open);
+        assert!(breaker
+            .allow(probe + OPEN_FOR - Duration::from_millis(1))
+            .is_none());
+        assert!(breaker.allow(probe + OPEN_FOR).is_some());
+    }
+
+    #[test]
+    fn an_abandoned_probe_frees_its_place() {
+        let opened = Instant::now();
+        let mut breaker = given_open(opened);
+        let later = opened + OPEN_FOR;
+        let probe = breaker.allow(later).unwrap();
+        breaker.abandon(probe);
+        assert!(breaker.allow(later).is_some(), "another probe may go");
+    }
+
+    #[test]
+    fn an_outcome_from_before_the_breaker_moved_on_changes_nothing() {
+        let now = Instant::now();
+        let mut breaker = Breaker::new(1, OPEN_FOR);
+        let slow = breaker.allow(now).unwrap();
+        // Another call fails and opens the circuit while the slow one is out...
+        call(&mut breaker, false, now);
+        assert_eq!(breaker.state(now), State::Open);
+        // ...and the slow one's late success does not close it.
+        assert_eq!(breaker.record(slow, true, now), State::Open);
     }
 }

@@ -8,7 +8,8 @@
 //! - **Timeouts and retries.** Each attempt is bounded by `PAYMENT_TIMEOUT_MS`; a call
 //!   that failed for a reason that may pass (not reached, timed out, 5xx, 429) is tried
 //!   again up to `PAYMENT_RETRIES` times, after a random pause ("full jitter": up to
-//!   25 ms, 50 ms, 100 ms ...), and never past the budget the caller gives.
+//!   25 ms, 50 ms, 100 ms ...), and never past the budget the caller gives. An attempt
+//!   cut short by that budget is not held against the gateway.
 //! - **A circuit breaker** ([`breaker`]): after `PAYMENT_CIRCUIT_FAILURES` failures in a
 //!   row no call goes out for `PAYMENT_CIRCUIT_OPEN_MS`; then one probe decides. While it
 //!   is open every call answers [`GatewayError::Unavailable`] at once, and the saga waits
@@ -29,6 +30,7 @@
 
 pub mod breaker;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,10 +39,11 @@ use rand::Rng;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 use crate::config::PaymentConfig;
 use crate::metrics::{CircuitLabel, Metrics, PaymentCallLabels, PaymentOperation};
-use breaker::{Breaker, State};
+use breaker::{Breaker, Permit, State};
 
 /// Why a call did not give an answer the caller can use.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -61,9 +64,10 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
-    /// Whether the gateway said it does not know the intent or key.
+    /// Whether the gateway said it does not know the intent or key (404
+    /// `resource_missing`; a 404 for an unknown route is a misconfiguration, not that).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::Refused { status: 404, .. })
+        matches!(self, Self::Refused { status: 404, code, .. } if code == "resource_missing")
     }
 }
 
@@ -96,6 +100,9 @@ impl IntentStatus {
     }
 }
 
+/// The metadata key naming the store that created an intent (see [`GatewayClient`]).
+pub const STORE_METADATA: &str = "boxoffice_store";
+
 /// A payment intent, as the gateway shows it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Intent {
@@ -107,6 +114,22 @@ pub struct Intent {
     pub status: IntentStatus,
     /// When it was created.
     pub created: DateTime<Utc>,
+    /// What its creator attached (ours: the booking, its correlation id, the store).
+    #[serde(default)]
+    pub metadata: HashMap<String, String>,
+}
+
+impl Intent {
+    /// Whether this store created it.
+    pub fn created_by(&self, store: Uuid) -> bool {
+        self.metadata.get(STORE_METADATA).map(String::as_str) == Some(store.to_string().as_str())
+    }
+}
+
+/// A payment method: the gateway's reference for a card, kept in place of its token.
+#[derive(Debug, Clone, Deserialize)]
+struct PaymentMethod {
+    id: String,
 }
 
 /// A page of intents.
@@ -138,8 +161,9 @@ pub struct AuthorizeRequest<'a> {
     pub amount_cents: i64,
     /// ISO 4217.
     pub currency: &'a str,
-    /// The card, as the gateway tokenized it.
-    pub card_token: &'a str,
+    /// How to pay: a payment method (`pm_...`), or the raw card token of a booking made
+    /// before payment methods existed.
+    pub payment_method: &'a str,
     /// Carried in the intent's metadata, for people reading the gateway's books.
     pub correlation_id: &'a str,
 }
@@ -151,6 +175,7 @@ pub struct GatewayClient(Arc<Inner>);
 struct Inner {
     http: reqwest::Client,
     base: String,
+    store: Uuid,
     key: Option<String>,
     attempt_timeout: Duration,
     retries: u32,
@@ -181,8 +206,9 @@ impl Outcome {
 }
 
 impl GatewayClient {
-    /// A client for the gateway at `config.url`.
-    pub fn new(config: &PaymentConfig, metrics: Metrics) -> anyhow::Result<Self> {
+    /// A client for the gateway at `config.url`, for the store whose identity is
+    /// `store` (carried by every intent it creates).
+    pub fn new(config: &PaymentConfig, store: Uuid, metrics: Metrics) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(config.timeout)
             .pool_idle_timeout(Duration::from_secs(30))
@@ -190,6 +216,7 @@ impl GatewayClient {
         let client = Self(Arc::new(Inner {
             http,
             base: config.url.trim_end_matches('/').to_owned(),
+            store,
             key: config.key.clone(),
             attempt_timeout: config.timeout,
             retries: config.retries,
@@ -217,8 +244,12 @@ impl GatewayClient {
         let body = json!({
             "amount": request.amount_cents,
             "currency": request.currency,
-            "payment_method": request.card_token,
-            "metadata": {"booking_id": request.key, "correlation_id": request.correlation_id},
+            "payment_method": request.payment_method,
+            "metadata": {
+                "booking_id": request.key,
+                "correlation_id": request.correlation_id,
+                STORE_METADATA: self.0.store.to_string(),
+            },
         });
         let intent = self
             .intent_call(
@@ -239,6 +270,32 @@ impl GatewayClient {
             // holds nothing and never will.
             IntentStatus::Voided | IntentStatus::Refunded => Authorization::Voided,
         })
+    }
+
+    /// Exchanges a card token for a payment method, the reference kept instead of it,
+    /// under `key` (a booking id: asking twice gives one payment method).
+    pub async fn tokenize(
+        &self,
+        card_token: &str,
+        key: &str,
+        budget: Duration,
+    ) -> Result<String, GatewayError> {
+        let body = self
+            .call(
+                PaymentOperation::Tokenize,
+                Method::POST,
+                "/v1/payment_methods",
+                Some(json!({"card_token": card_token})),
+                Some(key),
+                budget,
+            )
+            .await?;
+        parse::<PaymentMethod>(body).map(|method| method.id)
+    }
+
+    /// The store this client creates intents for.
+    pub fn store(&self) -> Uuid {
+        self.0.store
     }
 
     /// Takes the money of an authorized intent.
@@ -322,11 +379,6 @@ impl GatewayClient {
         parse(body)
     }
 
-    /// The breaker's state now.
-    pub fn circuit(&self) -> State {
-        lock(&self.0.breaker).state(Instant::now())
-    }
-
     async fn intent_action(
         &self,
         operation: PaymentOperation,
@@ -374,10 +426,10 @@ impl GatewayClient {
         let deadline = started + budget;
         let mut attempt = 0u32;
         let result = loop {
-            if !lock(&self.0.breaker).allow(Instant::now()) {
+            let Some(permit) = Attempt::start(self) else {
                 self.count(operation, Outcome::CircuitOpen);
                 break Err(GatewayError::Unavailable("the circuit is open".into()));
-            }
+            };
             let left = deadline.saturating_duration_since(Instant::now());
             let timeout = self.0.attempt_timeout.min(left);
             let mut request = self
@@ -395,7 +447,13 @@ impl GatewayClient {
                 request = request.json(body);
             }
             let (outcome, result) = attempt_outcome(request.send().await).await;
-            self.record(!matches!(outcome, Outcome::Unavailable | Outcome::Timeout));
+            match outcome {
+                // Cut short by the caller's budget, not by the gateway's slowness: it
+                // says nothing about the gateway.
+                Outcome::Timeout if timeout < self.0.attempt_timeout => permit.abandon(),
+                Outcome::Unavailable | Outcome::Timeout => permit.finish(false),
+                _ => permit.finish(true),
+            }
             self.count(operation, outcome);
             let again = matches!(outcome, Outcome::Unavailable | Outcome::Timeout);
             attempt += 1;
@@ -404,7 +462,7 @@ impl GatewayClient {
             }
             // Full jitter: a random pause up to 25 ms, 50 ms, 100 ms ..., so that many
             // sagas retrying together do not hit the gateway in step.
-            let ceiling = Duration::from_millis(25 << attempt.min(10));
+            let ceiling = Duration::from_millis(25 << (attempt - 1).min(10));
             let pause = ceiling.mul_f64(rand::rng().random_range(0.0..1.0));
             if Instant::now() + pause >= deadline {
                 break result;
@@ -419,12 +477,12 @@ impl GatewayClient {
         result
     }
 
-    fn record(&self, succeeded: bool) {
+    fn record(&self, permit: Permit, succeeded: bool) {
         let (before, after) = {
             let mut breaker = lock(&self.0.breaker);
             let now = Instant::now();
             let before = breaker.state(now);
-            (before, breaker.record(succeeded, now))
+            (before, breaker.record(permit, succeeded, now))
         };
         if before != after {
             if after == State::Open {
@@ -458,6 +516,42 @@ impl GatewayClient {
                 outcome: outcome.as_str(),
             })
             .inc();
+    }
+}
+
+/// One attempt's leave from the breaker. Its outcome goes back with [`Attempt::finish`];
+/// an attempt dropped without one (its future cancelled) gives its place back, so a
+/// half-open breaker never waits for a probe that will not report.
+struct Attempt<'a> {
+    client: &'a GatewayClient,
+    permit: Option<Permit>,
+}
+
+impl<'a> Attempt<'a> {
+    fn start(client: &'a GatewayClient) -> Option<Self> {
+        let permit = lock(&client.0.breaker).allow(Instant::now())?;
+        Some(Self {
+            client,
+            permit: Some(permit),
+        })
+    }
+
+    fn finish(mut self, succeeded: bool) {
+        if let Some(permit) = self.permit.take() {
+            self.client.record(permit, succeeded);
+        }
+    }
+
+    fn abandon(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            lock(&self.client.0.breaker).abandon(permit);
+        }
     }
 }
 

@@ -11,15 +11,18 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use chrono::Utc;
-use domain::booking::{BookingCommand, EventSummary, RequestBooking, Requester};
+use domain::booking::{Booking, BookingCommand, EventSummary, RequestBooking, Requester};
+use domain::personal::Contact;
 use domain::values::{CardToken, Problems, Seats};
 use platform::auth::User;
 use platform::http::{ApiError, JsonBody, PathId};
+use platform::personal;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::commands::{submit, RequestContext, Submission};
+use crate::commands::{replayed, submit, RequestContext, Submission};
+use crate::payment::GatewayError;
 
 /// How old the event a booking request looks at may be.
 const EVENT_MAX_AGE: Duration = Duration::from_secs(1);
@@ -69,13 +72,6 @@ async fn request_booking(
         })
         .await
         .map_err(ApiError::unexpected)?;
-    let command = BookingCommand::RequestBooking(RequestBooking {
-        event,
-        user_id: user.id.clone(),
-        seats,
-        card_token,
-        now: Utc::now(),
-    });
     let submission = Submission {
         name: "request_booking",
         user: &user,
@@ -85,7 +81,83 @@ async fn request_booking(
         extra: &[("status", "pending")],
         creates: true,
     };
-    Ok(submit(&app, &app.bookings, submission, Uuid::now_v7(), command).await)
+    // A retry gets its first answer before anything is asked of the gateway again.
+    if let Some(first) = replayed::<Booking>(&app, &submission).await? {
+        return Ok(first);
+    }
+    let booking_id = Uuid::now_v7();
+    let now = Utc::now();
+    // The card token goes to the payment gateway and nowhere else: it is exchanged for
+    // a payment method, which the booking keeps instead. Not for a request the domain
+    // will refuse anyway (unknown, cancelled or started event).
+    let bookable = event
+        .as_ref()
+        .is_some_and(|e| !e.cancelled && e.starts_at > now);
+    let payment_method = if bookable {
+        tokenize(&app, &card_token, &booking_id.to_string(), &context).await?
+    } else {
+        String::new()
+    };
+    // The contact data of the token, sealed under the user's key: the store, the topic
+    // and the read models only ever hold the sealed form.
+    let contact = match Contact::from_claims(user.name.clone(), user.email.clone()) {
+        Some(contact) if bookable => {
+            let key = personal::current_key(&app.pool, &user.id)
+                .await
+                .map_err(ApiError::unexpected)?;
+            let bound = personal::associated_data(&booking_id.to_string(), &user.id);
+            Some(personal::seal(&key, &bound, &contact))
+        }
+        _ => None,
+    };
+    let command = BookingCommand::RequestBooking(RequestBooking {
+        event,
+        user_id: user.id.clone(),
+        seats,
+        payment_method,
+        contact,
+        now,
+    });
+    Ok(submit(&app, &app.bookings, submission, booking_id, command).await)
+}
+
+/// The gateway's payment method for `card_token`, asked under the booking's id.
+async fn tokenize(
+    app: &AppState,
+    card_token: &CardToken,
+    booking_id: &str,
+    context: &RequestContext,
+) -> Result<String, ApiError> {
+    let budget = app.gateway.call_budget();
+    match app
+        .gateway
+        .tokenize(card_token.as_str(), booking_id, budget)
+        .await
+    {
+        Ok(payment_method) => Ok(payment_method),
+        Err(GatewayError::Unavailable(cause)) => {
+            tracing::warn!(correlation_id = %context.correlation_id, %cause, "cannot reach the payment gateway for a booking");
+            Err(ApiError::unavailable(
+                "payment_unavailable",
+                "payments cannot be taken right now; try again shortly",
+                1,
+            ))
+        }
+        Err(GatewayError::Refused {
+            status: 400 | 422, ..
+        }) => Err(ApiError::validation(
+            serde_json::json!([{"field": "card_token", "message": "the payment provider does not accept this card token"}]),
+        )),
+        Err(refused) => {
+            // Not the client's fault (our key, our URL): logged, and told as an outage.
+            tracing::error!(correlation_id = %context.correlation_id, cause = %refused, "the payment gateway refused to tokenize a card");
+            Err(ApiError::unavailable(
+                "payment_unavailable",
+                "payments cannot be taken right now; try again shortly",
+                5,
+            ))
+        }
+    }
 }
 
 /// The cancel body is `{}`; anything in it is ignored.

@@ -14,6 +14,7 @@ use crate::app::AppState;
 mod bookings;
 mod events;
 mod locations;
+mod users;
 
 /// Every route of command-api.
 pub fn router(state: AppState, registry: Arc<Registry>, readiness: Vec<ReadinessCheck>) -> Router {
@@ -21,6 +22,7 @@ pub fn router(state: AppState, registry: Arc<Registry>, readiness: Vec<Readiness
         .merge(locations::router())
         .merge(events::router())
         .merge(bookings::router())
+        .merge(users::router())
         .merge(health_router(readiness))
         .merge(metrics_router(registry))
         .fallback(route_not_found)

@@ -13,17 +13,27 @@ use platform::kafka::TopicSpec;
 use reqwest::StatusCode;
 use serde_json::Value;
 pub use testkit::api::{admin, answer, customer, event_body, Answer};
+pub use testkit::gateway::Gateway;
 use testkit::service::{serve, Running, ServiceProcess};
 use testkit::{TestDb, JWT_SECRET};
 
-/// A command-api running in this process.
+/// A command-api running in this process, with a payment gateway of its own.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub state: AppState,
     pub brokers: String,
     pub topic: TopicSpec,
+    pub gateway: Gateway,
     running: Running,
     client: reqwest::Client,
+}
+
+/// A payment gateway on `config`'s database (in its own schema), and `config` pointed
+/// at it: booking requests exchange their card token there.
+pub async fn with_gateway(mut config: Config) -> (Gateway, Config) {
+    let gateway = Gateway::start(payment_gateway::Config::new(&config.database_url)).await;
+    config.payment.url = gateway.base_url.clone();
+    (gateway, config)
 }
 
 /// The configuration tests run command-api with.
@@ -72,6 +82,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: Config) -> Self {
+        let (gateway, config) = with_gateway(config).await;
         let brokers = config.kafka_brokers.clone();
         let topic = config.topic.clone();
         let app = Application::build(config)
@@ -84,6 +95,7 @@ impl TestApp {
             state,
             brokers,
             topic,
+            gateway,
             running,
             client: testkit::http(),
         }
@@ -148,6 +160,7 @@ impl TestApp {
 
     pub async fn stop(self) {
         self.running.stop().await;
+        self.gateway.stop().await;
     }
 }
 

@@ -7,7 +7,7 @@ use platform::http::{ApiError, JsonBody};
 use serde_json::{json, Map, Value};
 
 use crate::app::AppState;
-use crate::faults::{Faults, Mode, MAX_LATENCY_MS};
+use crate::faults::{Faults, Mode, Scope, MAX_LATENCY_MS};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/admin/faults", get(show).put(set))
@@ -44,11 +44,26 @@ async fn set(
             "message": format!("is required: an integer from 0 to {MAX_LATENCY_MS}"),
         }));
     }
-    let (Some(mode), Some(latency_ms)) = (mode, latency_ms) else {
+    // Optional: the faults apply to every /v1 request unless told otherwise.
+    let scope = match body.value.get("scope") {
+        None => Some(Scope::All),
+        Some(value) => serde_json::from_value::<Scope>(value.clone()).ok(),
+    };
+    if scope.is_none() {
+        problems.push(json!({
+            "field": "scope",
+            "message": "must be all or intents",
+        }));
+    }
+    let (Some(mode), Some(latency_ms), Some(scope)) = (mode, latency_ms, scope) else {
         return Err(ApiError::validation(problems));
     };
-    let faults = Faults { mode, latency_ms };
+    let faults = Faults {
+        mode,
+        latency_ms,
+        scope,
+    };
     app.faults.set(faults);
-    tracing::warn!(?mode, latency_ms, "faults set");
+    tracing::warn!(?mode, latency_ms, ?scope, "faults set");
     Ok(Json(faults))
 }

@@ -43,7 +43,23 @@ impl<S: Send + Sync> FromRequestParts<S> for PathIntentId {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Path(id) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|_| ApiError::not_found("no such payment intent"))?;
+            .map_err(|_| super::missing("no such payment intent"))?;
+        Ok(Self(id))
+    }
+}
+
+/// The `{id}` path segment of a payment method. One that cannot even be decoded names
+/// nothing: 404. Never echoed (a client might put a card token there by mistake).
+#[derive(Debug)]
+pub struct PathMethodId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathMethodId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| super::missing("no such payment method"))?;
         Ok(Self(id))
     }
 }

@@ -5,16 +5,17 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, SecondsFormat, Utc};
 use platform::http::{ApiError, JsonBody, QueryParams};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tracing::instrument;
 
 use super::extract::{ActionBody, PathIntentId, PathKey, RequiredKey};
+use super::time;
 use crate::app::AppState;
 use crate::faults::no_answer;
 use crate::intent::{self, Decision, Intent, Operation, Status};
+use crate::payment_method;
 use crate::store::{self, KeyCancel, NewIntent};
 
 /// The largest amount, in minor units.
@@ -55,6 +56,8 @@ enum IntentError {
     UnexpectedState { op: &'static str, intent: Intent },
     #[error("this Idempotency-Key was already used with another request")]
     KeyReused,
+    #[error("no such payment method")]
+    NoSuchPaymentMethod,
     #[error(transparent)]
     Unexpected(#[from] sqlx::Error),
 }
@@ -63,7 +66,7 @@ impl From<IntentError> for ApiError {
     fn from(err: IntentError) -> Self {
         match &err {
             IntentError::NotFound(_) | IntentError::KeyNotFound(_) => {
-                ApiError::not_found(err.to_string())
+                crate::routes::missing(err.to_string())
             }
             IntentError::UnexpectedState { intent, .. } => {
                 let details = json!({ "payment_intent": render(intent) });
@@ -71,6 +74,10 @@ impl From<IntentError> for ApiError {
                     .with_details(details)
             }
             IntentError::KeyReused => ApiError::conflict("idempotency_key_reused", err.to_string()),
+            IntentError::NoSuchPaymentMethod => ApiError::validation(json!([{
+                "field": "payment_method",
+                "message": err.to_string(),
+            }])),
             IntentError::Unexpected(cause) => ApiError::unexpected(cause),
         }
     }
@@ -92,15 +99,11 @@ fn render(intent: &Intent) -> Value {
     })
 }
 
-/// A time as the API shows it: RFC 3339, UTC.
-fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
-
 /// A validated create request.
 struct CreateRequest {
     amount: i64,
     currency: String,
+    /// A payment method id (`pm_…`) or a card token.
     payment_method: String,
     metadata: Value,
 }
@@ -161,7 +164,9 @@ impl CreateRequest {
                 if token.is_none() {
                     problem(
                         "payment_method",
-                        "must be a card token of 1 to 200 visible ASCII characters".into(),
+                        "must be a payment method id (pm_...) or a card token, 1 to 200 \
+                         visible ASCII characters"
+                            .into(),
                     );
                 }
                 token
@@ -222,6 +227,16 @@ impl CreateRequest {
     }
 }
 
+/// What the simulated card network answers for `card_token`: the status and decline
+/// code to record, or `None` when it never answers.
+fn network(card_token: &str) -> Option<(Status, Option<String>)> {
+    match intent::decide(card_token) {
+        Decision::Hang => None,
+        Decision::Authorize => Some((Status::Authorized, None)),
+        Decision::Decline(code) => Some((Status::Declined, Some(code))),
+    }
+}
+
 /// `POST /v1/payment_intents`.
 #[instrument(skip_all, fields(idempotency_key = %key))]
 async fn create(
@@ -230,28 +245,59 @@ async fn create(
     body: JsonBody<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
     let request = CreateRequest::parse(&body.value)?;
-    let (status, decline_code) = match intent::decide(&request.payment_method) {
-        Decision::Hang => {
-            tracing::info!("simulating a card network that never answers");
-            app.shutdown.cancelled().await;
-            return Ok(no_answer());
-        }
-        Decision::Authorize => (Status::Authorized, None),
-        Decision::Decline(code) => (Status::Declined, Some(code)),
-    };
-    let new = NewIntent {
+    // The fingerprint is of the request as sent (with the pm id, when it named one);
+    // the card token recorded is always the token itself.
+    let new = |card_token, status, decline_code| NewIntent {
         idempotency_key: &key,
         fingerprint: &body.fingerprint,
         amount: request.amount,
         currency: &request.currency,
-        payment_method: &request.payment_method,
+        payment_method: card_token,
         status,
-        decline_code: decline_code.as_deref(),
+        decline_code,
         metadata: &request.metadata,
     };
-    let (intent, created) = store::create(&app.pool, &new)
-        .await
-        .map_err(IntentError::from)?;
+    let recorded = if payment_method::is_id(&request.payment_method) {
+        // The token is read and the intent recorded in one transaction.
+        let mut tx = app.pool.begin().await.map_err(IntentError::from)?;
+        let card_token = store::card_token(&mut tx, &request.payment_method)
+            .await
+            .map_err(IntentError::from)?
+            .ok_or(IntentError::NoSuchPaymentMethod)?;
+        match network(&card_token) {
+            None => {
+                tx.rollback().await.map_err(IntentError::from)?;
+                None
+            }
+            Some((status, decline_code)) => {
+                let new = new(&card_token, status, decline_code.as_deref());
+                let recorded = store::create(&mut tx, &new)
+                    .await
+                    .map_err(IntentError::from)?;
+                tx.commit().await.map_err(IntentError::from)?;
+                Some(recorded)
+            }
+        }
+    } else {
+        match network(&request.payment_method) {
+            None => None,
+            Some((status, decline_code)) => {
+                let new = new(&request.payment_method, status, decline_code.as_deref());
+                let mut conn = app.pool.acquire().await.map_err(IntentError::from)?;
+                Some(
+                    store::create(&mut conn, &new)
+                        .await
+                        .map_err(IntentError::from)?,
+                )
+            }
+        }
+    };
+    let Some((intent, created)) = recorded else {
+        // Nothing recorded, and no connection held while hanging.
+        tracing::info!("simulating a card network that never answers");
+        app.shutdown.cancelled().await;
+        return Ok(no_answer());
+    };
     if created {
         app.metrics.transition(intent.status);
         tracing::info!(intent_id = %intent.id, status = %intent.status, "payment intent created");

@@ -83,16 +83,20 @@ impl Export {
         // The line is built by Postgres (json, not jsonb: keys stay in this order), so
         // payloads are not parsed and printed again here.
         let rows = sqlx::query(
-            "SELECT (transaction_id::text)::bigint AS transaction_id, position,
-                    json_build_object('position', position, 'aggregate_type', aggregate_type,
-                                      'aggregate_id', aggregate_id, 'sequence', sequence,
-                                      'event_type', event_type, 'event_version', event_version,
-                                      'payload', payload, 'metadata', metadata,
-                                      'hash', encode(hash, 'hex'))::text AS line
-               FROM events
-              WHERE (transaction_id, position) > ((($1::bigint)::text)::xid8, $2)
-                AND transaction_id < (($3::bigint)::text)::xid8
-              ORDER BY events.transaction_id, events.position
+            "SELECT (e.transaction_id::text)::bigint AS transaction_id, e.position,
+                    json_build_object('position', e.position, 'aggregate_type', e.aggregate_type,
+                                      'aggregate_id', e.aggregate_id, 'sequence', e.sequence,
+                                      'event_type', e.event_type, 'event_version', e.event_version,
+                                      'payload', e.payload, 'metadata', e.metadata,
+                                      'hash', encode(e.hash, 'hex'),
+                                      'redacted', CASE WHEN r.position IS NOT NULL
+                                                  THEN json_build_object('reason', r.reason,
+                                                                         'at', r.redacted_at) END)::text AS line
+               FROM events e
+               LEFT JOIN redactions r ON r.position = e.position
+              WHERE (e.transaction_id, e.position) > ((($1::bigint)::text)::xid8, $2)
+                AND e.transaction_id < (($3::bigint)::text)::xid8
+              ORDER BY e.transaction_id, e.position
               LIMIT $4",
         )
         .bind(self.cursor.0)

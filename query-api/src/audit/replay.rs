@@ -8,6 +8,7 @@ use cqrs_es::Aggregate;
 use domain::booking::Booking;
 use domain::event::Event;
 use domain::location::Location;
+use domain::user::UserData;
 use futures::TryStreamExt;
 use serde_json::Value;
 use sqlx::{PgPool, Row};
@@ -65,6 +66,7 @@ pub async fn state_at(
         "location" => replay::<Location>(pool, aggregate_id, point).await,
         "event" => replay::<Event>(pool, aggregate_id, point).await,
         "booking" => replay::<Booking>(pool, aggregate_id, point).await,
+        "user" => replay::<UserData>(pool, aggregate_id, point).await,
         other => Err(ReplayError::UnknownType(other.to_owned())),
     }
 }

@@ -14,6 +14,12 @@
 //!    back; one that sits at another sequence than its receipt says was reordered; one
 //!    whose hash differs from its receipt's had its hash rewritten.
 //!
+//! **Redacted events** (the card tokens taken out of old `BookingRequested` facts by
+//! migration 0010) keep the hash they were appended with, so the chain still links
+//! through them; their own content is checked against the digest the redaction recorded
+//! instead of their hash, and they are counted as redacted. A redacted event changed
+//! after its redaction still fails.
+//!
 //! A problem names the event (stream, sequence, position) and what happened to it. One
 //! change often shows in both walks (two swapped events fail their hashes and their
 //! receipts): each event is reported once, under the most telling kind.
@@ -64,6 +70,8 @@ pub struct Report {
     pub checked_events: u64,
     /// Append receipts and outbox rows walked.
     pub checked_receipts: u64,
+    /// Events redacted in the open (see `redactions`) and intact since.
+    pub redacted_events: u64,
     /// What was found, by stream and sequence; at most [`MAX_PROBLEMS`].
     pub problems: Vec<Problem>,
     /// More problems were found than are listed.
@@ -148,16 +156,23 @@ pub async fn verify(pool: &PgPool, progress: Progress<'_>) -> sqlx::Result<Repor
 
     // 1. Every stream against its chain.
     let mut checked_events = 0u64;
+    let mut redacted_events = 0u64;
     {
         let mut rows = sqlx::query(
-            "SELECT aggregate_type, aggregate_id, sequence, position,
-                    lag(sequence) OVER stream AS previous_sequence,
-                    hash = boxoffice_event_hash(lag(hash) OVER stream, aggregate_type, aggregate_id,
-                                                sequence, position, event_type, event_version,
-                                                payload, metadata) AS intact
-               FROM events
-             WINDOW stream AS (PARTITION BY aggregate_type, aggregate_id ORDER BY sequence)
-              ORDER BY aggregate_type, aggregate_id, sequence",
+            "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.position,
+                    lag(e.sequence) OVER stream AS previous_sequence,
+                    r.position IS NOT NULL AS redacted,
+                    CASE WHEN r.position IS NULL
+                         THEN e.hash = boxoffice_event_hash(lag(e.hash) OVER stream, e.aggregate_type,
+                                                            e.aggregate_id, e.sequence, e.position,
+                                                            e.event_type, e.event_version, e.payload,
+                                                            e.metadata)
+                         ELSE sha256(convert_to(e.payload::text, 'UTF8')) = r.redacted_digest
+                    END AS intact
+               FROM events e
+               LEFT JOIN redactions r ON r.position = e.position
+             WINDOW stream AS (PARTITION BY e.aggregate_type, e.aggregate_id ORDER BY e.sequence)
+              ORDER BY e.aggregate_type, e.aggregate_id, e.sequence",
         )
         .fetch(&mut *tx);
         while let Some(row) = rows.try_next().await? {
@@ -191,6 +206,7 @@ pub async fn verify(pool: &PgPool, progress: Progress<'_>) -> sqlx::Result<Repor
                     );
                 }
             } else if !row.try_get::<bool, _>("intact")? {
+                let redacted: bool = row.try_get("redacted")?;
                 found.add(
                     Source::Chain,
                     Problem {
@@ -199,10 +215,15 @@ pub async fn verify(pool: &PgPool, progress: Progress<'_>) -> sqlx::Result<Repor
                         aggregate_id,
                         sequence,
                         position: Some(position),
-                        detail: "its hash does not match its content and the previous event's hash"
-                            .into(),
+                        detail: if redacted {
+                            "it was redacted, and changed since: its content is not what the redaction left".into()
+                        } else {
+                            "its hash does not match its content and the previous event's hash".into()
+                        },
                     },
                 );
+            } else if row.try_get::<bool, _>("redacted")? {
+                redacted_events += 1;
             }
         }
     }
@@ -306,6 +327,7 @@ pub async fn verify(pool: &PgPool, progress: Progress<'_>) -> sqlx::Result<Repor
         ok: problems.is_empty() && !found.truncated,
         checked_events,
         checked_receipts: u64::try_from(checked_receipts).unwrap_or(0),
+        redacted_events,
         problems,
         problems_truncated: found.truncated,
     })

@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use super::time;
 use crate::app::AppState;
-use crate::consistency::Consistent;
+use crate::consistency::{booking_owner, Consistent, Requested};
+use crate::contacts;
 use crate::pagination;
 
 pub(super) fn router() -> Router<AppState> {
@@ -21,7 +22,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/users/me/bookings", get(mine))
 }
 
-fn render(row: &BookingRow) -> Value {
+/// A booking as the API shows it, its contact as [`contacts`] opened it.
+fn render(row: &BookingRow, contact: Value) -> Value {
     json!({
         "id": row.id,
         "event_id": row.event_id,
@@ -33,29 +35,58 @@ fn render(row: &BookingRow) -> Value {
         "reason": row.reason,
         "refunded": row.refunded,
         "history": row.history,
+        "contact": contact,
         "created_at": time(row.created_at),
         "updated_at": time(row.updated_at),
     })
 }
 
+/// Someone else's booking is answered exactly like an unknown one (404, same body),
+/// and that is decided before any consistency wait: neither the answer nor how long
+/// it takes tells whether another user's booking exists or moved on.
 async fn one(
     State(app): State<AppState>,
     user: User,
-    _: Consistent,
+    consistency: Requested,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let row: Option<BookingRow> = sqlx::query_as("SELECT * FROM booking_view WHERE id = $1")
+    let unknown = || ApiError::not_found("no such booking");
+    let mut row = fetch(&app, id).await?;
+    if !user.is_admin() {
+        // The read model knows the owner of a booking it has; the event store, of
+        // one it does not have yet.
+        let owner = match &row {
+            Some(row) => Some(row.user_id.clone()),
+            None => booking_owner(&app, id).await?,
+        };
+        if owner.as_deref() != Some(user.id.as_str()) {
+            return Err(unknown());
+        }
+    }
+    if consistency.is_asked() {
+        consistency.wait(&app, &user).await?;
+        row = fetch(&app, id).await?;
+    }
+    let row = row.ok_or_else(unknown)?;
+    let mut contacts = contacts::open_all(&app, &[stored(&row)]).await?;
+    let contact = contacts.remove(&row.id).unwrap_or(Value::Null);
+    Ok(Json(render(&row, contact)))
+}
+
+fn stored(row: &BookingRow) -> contacts::Stored<'_> {
+    contacts::Stored {
+        booking_id: row.id,
+        user_id: &row.user_id,
+        sealed: row.contact.as_ref(),
+    }
+}
+
+async fn fetch(app: &AppState, id: Uuid) -> Result<Option<BookingRow>, ApiError> {
+    sqlx::query_as("SELECT * FROM booking_view WHERE id = $1")
         .bind(id)
         .fetch_optional(&app.read)
         .await
-        .map_err(ApiError::unexpected)?;
-    let row = row.ok_or_else(|| ApiError::not_found("no such booking"))?;
-    if row.user_id != user.id && !user.is_admin() {
-        return Err(ApiError::forbidden(
-            "only the owner of a booking or an admin may see it",
-        ));
-    }
-    Ok(Json(render(&row)))
+        .map_err(ApiError::unexpected)
 }
 
 #[derive(Deserialize)]
@@ -84,5 +115,12 @@ async fn mine(
     .fetch_all(&app.read)
     .await
     .map_err(ApiError::unexpected)?;
-    Ok(Json(pagination::page(rows, limit, |r| r.id, render)))
+    let stored: Vec<contacts::Stored<'_>> = rows.iter().map(stored).collect();
+    let contacts = contacts::open_all(&app, &stored).await?;
+    Ok(Json(pagination::page(
+        rows,
+        limit,
+        |r| r.id,
+        |r| render(r, contacts.get(&r.id).cloned().unwrap_or(Value::Null)),
+    )))
 }

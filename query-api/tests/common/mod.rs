@@ -49,8 +49,6 @@ pub struct Options {
     pub sagas: bool,
     /// How long a seat hold waits for the payment.
     pub hold_ttl: Duration,
-    /// The payment gateway's latency.
-    pub payment_latency: Duration,
     /// Changes to command-api's configuration (payment timeouts, reconciliation).
     pub command: fn(&mut command_api::Config),
 }
@@ -63,7 +61,6 @@ impl Default for Options {
             projector_topic: None,
             sagas: true,
             hold_ttl: Duration::from_secs(600),
-            payment_latency: Duration::ZERO,
             command: |_| {},
         }
     }
@@ -96,9 +93,7 @@ impl Stack {
 
     pub async fn start_with(options: Options) -> Self {
         let db = TestDb::create().await;
-        let mut gateway_config = testkit::gateway::config(&db);
-        gateway_config.latency = options.payment_latency;
-        let gateway = Gateway::start(gateway_config).await;
+        let gateway = testkit::gateway::start_gateway(&db).await;
         let brokers = options.brokers.unwrap_or_else(testkit::kafka_brokers);
         let topic = testkit::unique_topic();
         let mut command_config = command_api::Config::new(&db.url, JWT_SECRET);
@@ -118,11 +113,8 @@ impl Stack {
         let command_state = command_app.state();
         let command = serve(|l, s| command_app.run(l, s)).await;
         let query_app = query_api::Application::build(query_api::Config {
-            database_url: db.url.clone(),
-            read_database_url: db.url.clone(),
-            jwt_secret: JWT_SECRET.to_owned(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            idempotency_ttl: std::time::Duration::from_secs(24 * 3600),
+            ..query_api::Config::new(&db.url, JWT_SECRET)
         })
         .await
         .expect("query-api");

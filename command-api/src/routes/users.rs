@@ -1,0 +1,60 @@
+//! `POST /v1/admin/users/{user_id}/erase` (admin): erases a user's personal data.
+//!
+//! The user's keys are destroyed in the statement that appends the fact recording it
+//! (`PersonalDataErased`, on the user's stream): every contact sealed under them, in the
+//! store, on the topic, in exports and read models, can no longer be read, while the
+//! facts themselves, and their hash chain, stay as they were. Asking again is harmless:
+//! with nothing left to destroy, nothing is recorded, and the answer is the same. The
+//! user's next booking gets a new key.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use domain::user::{stream_id, UserCommand};
+use platform::auth::Admin;
+use platform::http::{ApiError, JsonBody};
+use platform::personal;
+use serde::Deserialize;
+
+use crate::app::AppState;
+use crate::commands::{submit, RequestContext, Submission};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/v1/admin/users/{user_id}/erase", post(erase))
+}
+
+/// The body is `{}`; anything in it is ignored.
+#[derive(Deserialize)]
+struct EraseDto {}
+
+async fn erase(
+    State(app): State<AppState>,
+    Admin(admin): Admin,
+    context: RequestContext,
+    Path(user_id): Path<String>,
+    body: JsonBody<EraseDto>,
+) -> Result<Response, ApiError> {
+    // A user id is a token's `sub`: 1 to 200 bytes. Anything else names nobody.
+    if user_id.is_empty() || user_id.len() > 200 || user_id.chars().any(char::is_control) {
+        return Err(ApiError::not_found("no such user"));
+    }
+    let keys = personal::live_keys(&app.pool, &user_id)
+        .await
+        .map_err(ApiError::unexpected)?;
+    let submission = Submission {
+        name: "erase_user",
+        user: &admin,
+        context: &context,
+        fingerprint: &body.fingerprint,
+        accepted: StatusCode::ACCEPTED,
+        extra: &[],
+        creates: false,
+    };
+    let command = UserCommand::ErasePersonalData {
+        user_id: user_id.clone(),
+        keys,
+    };
+    Ok(submit(&app, &app.users, submission, stream_id(&user_id), command).await)
+}
