@@ -454,6 +454,39 @@ write_env_file() (
     say "wrote $env_file"
 )
 
+# --- the services' database users -------------------------------------------------
+
+# Each service connects as a login user of its own, in the group role its migrations
+# grant rights to (migrations/event_store/0011, read_models/0004, payment_gateway/0003).
+# Run after the migrations (they create the groups). Passwords are made once per state
+# directory. Writes $STATE_DIR/env.<service>: the env file with that service's URLs.
+ensure_service_logins() (
+    set -euo pipefail
+    local pwfile="$STATE_DIR/db-password" password spec login group service db
+    umask 077
+    [[ -s $pwfile ]] || od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$pwfile"
+    password="$(<"$pwfile")"
+    for spec in command-api:bx_command:boxoffice_command:boxoffice \
+        projector:bx_projector:boxoffice_projector:boxoffice \
+        query-api:bx_query:boxoffice_query:boxoffice \
+        payment-gateway:bx_payments:boxoffice_payments:boxoffice_payments; do
+        IFS=: read -r service login group db <<<"$spec"
+        if [[ "$(pg_psql -d postgres -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$login'")" != 1 ]]; then
+            say "creating database user $login (in $group)"
+            pg_psql -d postgres -c "CREATE ROLE $login LOGIN IN ROLE $group"
+        fi
+        pg_psql -d postgres -c "ALTER ROLE $login PASSWORD '$password'" >/dev/null
+        local url="postgres://$login:$password@127.0.0.1:$PG_PORT/$db"
+        {
+            printf 'source %q\n' "$STATE_DIR/env"
+            case "$service" in
+                payment-gateway) printf 'export PAYMENT_DATABASE_URL=%q\n' "$url" ;;
+                *) printf 'export DATABASE_URL=%q\nexport READ_DATABASE_URL=%q\n' "$url" "$url" ;;
+            esac
+        } >"$STATE_DIR/env.$service"
+    done
+)
+
 # Postgres, the broker, the topic and the env file. Idempotent.
 start_infra() (
     set -euo pipefail

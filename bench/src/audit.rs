@@ -34,7 +34,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::bookings::{create_event, drive, measure_bookings, post};
+use crate::bookings::{create_event, drive, measure_bookings, post, Load};
 use crate::rebuild;
 use crate::report::Measured;
 use crate::scratch::Scratch;
@@ -141,9 +141,12 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<()> {
             &api.base,
             &api.jwt,
             &event,
-            args.http_clients,
-            Duration::from_secs(2),
-            seconds,
+            Load {
+                clients: args.http_clients,
+                warmup: Duration::from_secs(2),
+                duration: seconds,
+            },
+            false,
         )
     })
     .await?;
@@ -280,12 +283,23 @@ struct CommandApi {
     jwt: Jwt,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    gateway: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl CommandApi {
     async fn start(database_url: &str) -> anyhow::Result<Self> {
         let secret = Uuid::new_v4().to_string();
+        let shutdown = CancellationToken::new();
+        // A booking request exchanges its card token at the payment gateway: one of its
+        // own on the scratch database.
+        let payments =
+            payment_gateway::Application::build(payment_gateway::Config::new(database_url)).await?;
+        let payments_listener =
+            tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let payments_url = format!("http://{}", payments_listener.local_addr()?);
+        let gateway = tokio::spawn(payments.run(payments_listener, shutdown.clone()));
         let mut config = command_api::Config::new(database_url, &secret);
+        config.payment.url = payments_url;
         config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
         // Appends only: no relay (and so no broker), no sagas.
         config.relay.enabled = false;
@@ -293,7 +307,6 @@ impl CommandApi {
         let app = command_api::Application::build(config).await?;
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let base = format!("http://{}", listener.local_addr()?);
-        let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run(listener, shutdown.clone()));
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
@@ -305,12 +318,14 @@ impl CommandApi {
             jwt: Jwt::new(&secret),
             shutdown,
             server,
+            gateway,
         })
     }
 
     async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
-        self.server.await.context("command-api panicked")?
+        self.server.await.context("command-api panicked")??;
+        self.gateway.await.context("the payment gateway panicked")?
     }
 }
 

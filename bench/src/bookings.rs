@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use platform::auth::{Jwt, Role};
+use platform::auth::{Claims, Jwt, Role};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -35,6 +35,11 @@ pub struct Args {
     /// The secret the stack signs tokens with.
     #[arg(long, env = "BOXOFFICE_JWT_SECRET")]
     jwt_secret: String,
+    /// Also measure customers whose tokens carry contact data (`name`, `email`), which
+    /// each booking seals under its user's key: a second run, after the first has
+    /// drained, to set the encryption's cost beside the figure without it.
+    #[arg(long)]
+    contact: bool,
 }
 
 /// Runs the scenario and prints the table.
@@ -56,13 +61,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "  each run: {}s warm-up, then {}s measured\n",
         args.warmup, args.seconds
     );
+    let load = |clients| Load {
+        clients,
+        warmup,
+        duration,
+    };
     let mut summary = Vec::new();
     for &clients in &args.clients {
-        let bookings =
-            measure_bookings(&http, &base, &jwt, &event, clients, warmup, duration).await?;
+        let bookings = measure_bookings(&http, &base, &jwt, &event, load(clients), false).await?;
         // The stack goes on working after the last answer (the relay, the projector, and
         // the sagas when they run); the baseline must not share the machine with that.
-        let drained = wait_until_idle(&args.database_url).await?;
+        let mut drained = wait_until_idle(&args.database_url).await?;
+        if args.contact {
+            let sealed = measure_bookings(&http, &base, &jwt, &event, load(clients), true).await?;
+            println!("clients = {clients}, customers with contact data (sealed per user)");
+            println!("  {}", sealed.line("bookings with contact"));
+            println!(
+                "  {:.0}/s without contact data just before: {:+.1}%",
+                bookings.rate(),
+                100.0 * (sealed.rate() / bookings.rate().max(f64::EPSILON) - 1.0)
+            );
+            drained = wait_until_idle(&args.database_url).await?;
+        }
         let baseline = measure_inserts(&args.database_url, clients, warmup, duration).await?;
         let ratio = bookings.rate() / baseline.rate().max(f64::EPSILON);
         println!("clients = {clients}");
@@ -134,25 +154,42 @@ pub(crate) async fn post(
     Ok(body["id"].as_str().unwrap_or_default().to_owned())
 }
 
+/// How much load a measurement puts on the stack, for how long.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Load {
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Load before the measurement starts (not counted).
+    pub warmup: Duration,
+    /// How long it is measured.
+    pub duration: Duration,
+}
+
 pub(crate) async fn measure_bookings(
     http: &reqwest::Client,
     base: &str,
     jwt: &Jwt,
     event: &str,
-    clients: usize,
-    warmup: Duration,
-    duration: Duration,
+    load: Load,
+    contact: bool,
 ) -> anyhow::Result<Measured> {
+    let Load {
+        clients,
+        warmup,
+        duration,
+    } = load;
     let url = Arc::new(format!("{base}/v1/events/{event}/bookings"));
     let run = Uuid::new_v4().simple().to_string();
     drive(clients, warmup, duration, |client| {
         let http = http.clone();
         let url = url.clone();
-        let token = jwt.issue(
-            &format!("bench-{run}-{client}"),
-            Role::Customer,
-            Duration::from_secs(3600),
-        );
+        let user = format!("bench-{run}-{client}");
+        let mut claims = Claims::new(&user, Role::Customer, Duration::from_secs(3600));
+        if contact {
+            claims.name = Some(format!("Bench Customer {client}"));
+            claims.email = Some(format!("{user}@bench.example"));
+        }
+        let token = jwt.sign(claims);
         move || {
             let request = http
                 .post(url.as_str())

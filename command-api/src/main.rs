@@ -21,6 +21,9 @@ struct Cli {
 enum Command {
     /// Serve the command API (the default).
     Serve,
+    /// Apply the event store's migrations, as the owner of its tables
+    /// (MIGRATION_DATABASE_URL, else DATABASE_URL), then exit.
+    Migrate,
     /// Print a token signed with BOXOFFICE_JWT_SECRET, for local use (with the issuer and
     /// audience of BOXOFFICE_JWT_ISSUER and BOXOFFICE_JWT_AUDIENCE, when set).
     Token {
@@ -63,6 +66,14 @@ async fn main() -> anyhow::Result<()> {
             claims.email = email;
             claims.name = name;
             println!("{}", jwt.sign(claims));
+            Ok(())
+        }
+        Command::Migrate => {
+            platform::telemetry::init();
+            let url = platform::db::migration_url("DATABASE_URL")?;
+            let pool = platform::db::connect(&url, 2).await?;
+            platform::db::migrate_event_store(&pool).await?;
+            println!("event store migrated");
             Ok(())
         }
         Command::Serve => {

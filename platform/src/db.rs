@@ -87,9 +87,20 @@ fn is_plain_identifier(name: &str) -> bool {
 /// index (projector and query-api starting together on a fresh database did). So it is
 /// done under a transaction-scoped advisory lock, which serializes the two. `schema`
 /// must be a plain identifier.
+///
+/// A schema that exists is left alone without asking for the right to create one: a
+/// service's own login user has no such right (migrations make the schema as the owner).
 async fn create_schema(pool: &PgPool, schema: &str) -> sqlx::Result<()> {
     /// "bxschema" in ASCII.
     const SCHEMA_LOCK: i64 = 0x6278_7363_6865_6d61;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(pool)
+            .await?;
+    if exists {
+        return Ok(());
+    }
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(SCHEMA_LOCK)
@@ -101,13 +112,69 @@ async fn create_schema(pool: &PgPool, schema: &str) -> sqlx::Result<()> {
     tx.commit().await
 }
 
+/// A pool on the read-model schema of `url` whose sessions act as the group role
+/// `role` when their login user is a member of it (see [`act_as`]).
+pub async fn connect_read_models_as(
+    url: &str,
+    max_connections: u32,
+    role: &'static str,
+) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = url
+        .parse()
+        .context("READ_DATABASE_URL is not a Postgres URL")?;
+    let pool = connect_with_role(
+        options.options([("search_path", READ_MODEL_SCHEMA)]),
+        max_connections,
+        Some(role),
+    )
+    .await?;
+    create_schema(&pool, READ_MODEL_SCHEMA)
+        .await
+        .context("cannot create the read-model schema")?;
+    Ok(pool)
+}
+
+/// Makes a session act as `role` (`SET ROLE`) when its login user is a member of it,
+/// so that what the session creates belongs to the role, not to one login (a login
+/// that is no member, such as the owner's, acts as itself).
+async fn act_as(conn: &mut sqlx::PgConnection, role: &str) -> sqlx::Result<()> {
+    let member: bool = sqlx::query_scalar(
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)
+                     THEN pg_has_role(current_user, $1, 'MEMBER')
+                          AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                     ELSE false END",
+    )
+    .bind(role)
+    .fetch_one(&mut *conn)
+    .await?;
+    if member {
+        // A role name cannot be a bind parameter; ours are plain identifiers.
+        sqlx::query(&format!("SET ROLE {role}"))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 async fn connect_with(options: PgConnectOptions, max_connections: u32) -> anyhow::Result<PgPool> {
-    let pool_options = PgPoolOptions::new()
+    connect_with_role(options, max_connections, None).await
+}
+
+async fn connect_with_role(
+    options: PgConnectOptions,
+    max_connections: u32,
+    role: Option<&'static str>,
+) -> anyhow::Result<PgPool> {
+    let mut pool_options = PgPoolOptions::new()
         .max_connections(max_connections)
         // sqlx pings every connection it hands out by default: a round trip per query.
         // A broken connection shows up as the query's error anyway, and is replaced.
         .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10));
+    if let Some(role) = role {
+        pool_options = pool_options
+            .after_connect(move |conn, _| Box::pin(async move { act_as(conn, role).await }));
+    }
     let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
     loop {
         match pool_options.clone().connect_with(options.clone()).await {
@@ -121,30 +188,83 @@ async fn connect_with(options: PgConnectOptions, max_connections: u32) -> anyhow
     }
 }
 
-/// Applies the event-store migrations.
+/// Applies the event-store migrations that are not applied yet (none: nothing is
+/// asked of the database, so a service's own login user, which may not alter tables,
+/// starts on a migrated store).
 pub async fn migrate_event_store(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::migrate!("../migrations/event_store")
-        .run(pool)
-        .await
-        .context("event-store migrations failed")
+    migrate(
+        pool,
+        &sqlx::migrate!("../migrations/event_store"),
+        "event-store",
+        "command-api migrate",
+    )
+    .await
 }
 
-/// Applies the read-model migrations (into the read-model schema: `pool` must come from
-/// [`connect_read_models`]).
+/// Applies the read-model migrations not applied yet (into the read-model schema:
+/// `pool` must come from [`connect_read_models`]).
 pub async fn migrate_read_models(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::migrate!("../migrations/read_models")
-        .run(pool)
-        .await
-        .context("read-model migrations failed")
+    migrate(
+        pool,
+        &sqlx::migrate!("../migrations/read_models"),
+        "read-model",
+        "projector migrate",
+    )
+    .await
 }
 
-/// Applies the payment gateway's migrations (into [`PAYMENT_GATEWAY_SCHEMA`]: `pool`
-/// must come from [`connect_in_schema`] with that schema).
+/// Applies the payment gateway's migrations not applied yet (into
+/// [`PAYMENT_GATEWAY_SCHEMA`]: `pool` must come from [`connect_in_schema`] with that
+/// schema).
 pub async fn migrate_payment_gateway(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::migrate!("../migrations/payment_gateway")
-        .run(pool)
-        .await
-        .context("payment gateway migrations failed")
+    migrate(
+        pool,
+        &sqlx::migrate!("../migrations/payment_gateway"),
+        "payment gateway",
+        "payment-gateway migrate",
+    )
+    .await
+}
+
+/// The URL a `migrate` subcommand applies migrations with: `MIGRATION_DATABASE_URL`,
+/// the owner's (a service's own login user may not alter the schema), or `fallback`
+/// (the service's own URL variable) when that is not set.
+pub fn migration_url(fallback: &str) -> anyhow::Result<String> {
+    let url = crate::config::var_or("MIGRATION_DATABASE_URL", "");
+    if url.is_empty() {
+        crate::config::required(fallback)
+    } else {
+        Ok(url)
+    }
+}
+
+/// Runs what of `migrator` is pending on `pool`; nothing when nothing is.
+async fn migrate(
+    pool: &PgPool,
+    migrator: &sqlx::migrate::Migrator,
+    what: &str,
+    command: &str,
+) -> anyhow::Result<()> {
+    // No table yet (or not readable): everything is pending.
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+            .unwrap_or_default();
+    let pending = migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .count();
+    if pending == 0 {
+        return Ok(());
+    }
+    migrator.run(pool).await.with_context(|| {
+        format!(
+            "applying {pending} pending {what} migrations failed; when this service's database \
+             user may not alter the schema (as it should not), run `{command}` with the owner's \
+             URL in MIGRATION_DATABASE_URL first"
+        )
+    })
 }
 
 #[cfg(test)]

@@ -127,9 +127,15 @@ impl Application {
     }
 }
 
+/// The group role the projector's database user belongs to.
+pub const PROJECTOR_ROLE: &str = "boxoffice_projector";
+
 /// The databases, migrated, without metrics (the CLI's needs).
 pub async fn connect(config: Config) -> anyhow::Result<Context> {
-    let read = platform::db::connect_read_models(&config.read_database_url, 8).await?;
+    // The projector's sessions act as the projector role: the tables a rebuild makes
+    // belong to it (see the read models' migration 0004).
+    let read =
+        platform::db::connect_read_models_as(&config.read_database_url, 8, PROJECTOR_ROLE).await?;
     platform::db::migrate_read_models(&read).await?;
     let store = EventStore::new(platform::db::connect(&config.database_url, 8).await?);
     Ok(Context {

@@ -313,6 +313,7 @@ async fn rebuild<V: View>(
     sqlx::query(&format!("ALTER TABLE {fresh} ADD PRIMARY KEY (id)"))
         .execute(read)
         .await?;
+    inherit_rights(read, live, &fresh).await?;
 
     // 1. Every final event. The next chunk is read from the store while this one is
     //    applied.
@@ -493,6 +494,39 @@ pub async fn fail_abandoned(read: &PgPool) -> sqlx::Result<()> {
                 .execute(&mut *conn)
                 .await?;
         }
+    }
+    Ok(())
+}
+
+/// Gives the fresh table the live one's owner and readers. A rebuild run by another
+/// database user than the projector's (an operator with the owner's URL) must still
+/// leave a table the projector may swap out next time and query-api may read.
+async fn inherit_rights(read: &PgPool, live: &str, fresh: &str) -> sqlx::Result<()> {
+    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let (owner, me): (String, String) = sqlx::query_as(
+        "SELECT pg_get_userbyid(relowner)::text, current_user::text FROM pg_class WHERE oid = $1::regclass",
+    )
+    .bind(live)
+    .fetch_one(read)
+    .await?;
+    if owner != me {
+        sqlx::query(&format!("ALTER TABLE {fresh} OWNER TO {}", quote(&owner)))
+            .execute(read)
+            .await?;
+    }
+    let readers: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT pg_get_userbyid(a.grantee)::text
+           FROM pg_class c, aclexplode(c.relacl) a
+          WHERE c.oid = $1::regclass AND a.privilege_type = 'SELECT'
+            AND a.grantee <> c.relowner AND a.grantee <> 0",
+    )
+    .bind(live)
+    .fetch_all(read)
+    .await?;
+    for reader in readers {
+        sqlx::query(&format!("GRANT SELECT ON {fresh} TO {}", quote(&reader)))
+            .execute(read)
+            .await?;
     }
     Ok(())
 }

@@ -28,6 +28,9 @@ enum Command {
     /// Audit the event store.
     #[command(subcommand)]
     Audit(Audit),
+    /// Apply the read models' migrations, as the owner of their tables
+    /// (MIGRATION_DATABASE_URL, else READ_DATABASE_URL, else DATABASE_URL), then exit.
+    Migrate,
 }
 
 #[derive(Subcommand)]
@@ -46,12 +49,28 @@ enum Audit {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let command = Cli::parse().command.unwrap_or(Command::Serve);
-    let Command::Audit(audit) = command else {
-        platform::telemetry::init();
-        let config = Config::from_env()?;
-        let listener = tokio::net::TcpListener::bind(config.addr).await?;
-        let app = Application::build(config).await?;
-        return app.run(listener, platform::shutdown::on_signal()).await;
+    let audit = match command {
+        Command::Audit(audit) => audit,
+        Command::Migrate => {
+            platform::telemetry::init();
+            let fallback = if platform::config::var_or("READ_DATABASE_URL", "").is_empty() {
+                "DATABASE_URL"
+            } else {
+                "READ_DATABASE_URL"
+            };
+            let url = platform::db::migration_url(fallback)?;
+            let pool = platform::db::connect_read_models(&url, 2).await?;
+            platform::db::migrate_read_models(&pool).await?;
+            println!("read models migrated");
+            return Ok(());
+        }
+        Command::Serve => {
+            platform::telemetry::init();
+            let config = Config::from_env()?;
+            let listener = tokio::net::TcpListener::bind(config.addr).await?;
+            let app = Application::build(config).await?;
+            return app.run(listener, platform::shutdown::on_signal()).await;
+        }
     };
     let url = std::env::var("DATABASE_URL").context("DATABASE_URL is not set")?;
     let pool = platform::db::connect(&url, 2).await?;

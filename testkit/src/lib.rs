@@ -17,6 +17,7 @@
 pub mod api;
 pub mod gateway;
 mod payments;
+pub mod roles;
 pub mod service;
 
 use std::future::Future;

@@ -12,6 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 pub use testkit::api::{admin, customer, event_body, event_body_in, location_body, Answer};
 pub use testkit::gateway::Gateway;
+use testkit::roles;
 use testkit::service::{serve, Running};
 use testkit::{eventually, TestDb, JWT_SECRET};
 use uuid::Uuid;
@@ -73,9 +74,11 @@ pub fn projector_config(
     group: &str,
     sweep: Duration,
 ) -> projector::Config {
+    // The projector's own database user, as a deployment runs it.
+    let url = roles::url_as(&db.url, roles::PROJECTOR);
     projector::Config {
-        database_url: db.url.clone(),
-        read_database_url: db.url.clone(),
+        database_url: url.clone(),
+        read_database_url: url,
         kafka_brokers: brokers.to_owned(),
         topic: topic.clone(),
         group: group.to_owned(),
@@ -86,17 +89,42 @@ pub fn projector_config(
     }
 }
 
+/// Applies every migration to `db` as its owner (the test's superuser).
+pub async fn migrate_as_owner(db: &TestDb) {
+    let store = platform::db::connect(&db.url, 2).await.unwrap();
+    platform::db::migrate_event_store(&store).await.unwrap();
+    let read = platform::db::connect_read_models(&db.url, 2).await.unwrap();
+    platform::db::migrate_read_models(&read).await.unwrap();
+    let payments =
+        platform::db::connect_in_schema(&db.url, platform::db::PAYMENT_GATEWAY_SCHEMA, 2)
+            .await
+            .unwrap();
+    platform::db::migrate_payment_gateway(&payments)
+        .await
+        .unwrap();
+    for pool in [store, read, payments] {
+        pool.close().await;
+    }
+}
+
 impl Stack {
     pub async fn start() -> Self {
         Self::start_with(Options::default()).await
     }
 
+    /// Every service runs as its own database user, with only its group's rights; the
+    /// migrations run first, as the owner, as a deployment runs them.
     pub async fn start_with(options: Options) -> Self {
         let db = TestDb::create().await;
-        let gateway = testkit::gateway::start_gateway(&db).await;
+        migrate_as_owner(&db).await;
+        roles::ensure_logins().await;
+        let mut gateway_config = testkit::gateway::config(&db);
+        gateway_config.database_url = roles::url_as(&db.url, roles::PAYMENTS);
+        let gateway = Gateway::start(gateway_config).await;
         let brokers = options.brokers.unwrap_or_else(testkit::kafka_brokers);
         let topic = testkit::unique_topic();
-        let mut command_config = command_api::Config::new(&db.url, JWT_SECRET);
+        let mut command_config =
+            command_api::Config::new(&roles::url_as(&db.url, roles::COMMAND), JWT_SECRET);
         command_config.db_max_connections = 10;
         command_config.kafka_brokers = brokers.clone();
         command_config.topic = topic.clone();
@@ -106,7 +134,6 @@ impl Stack {
         command_config.saga.hold_ttl = options.hold_ttl;
         command_config.payment.url = gateway.base_url.clone();
         (options.command)(&mut command_config);
-        // command-api first: it migrates the event store the others read.
         let command_app = command_api::Application::build(command_config)
             .await
             .expect("command-api");
@@ -114,7 +141,7 @@ impl Stack {
         let command = serve(|l, s| command_app.run(l, s)).await;
         let query_app = query_api::Application::build(query_api::Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ..query_api::Config::new(&db.url, JWT_SECRET)
+            ..query_api::Config::new(&roles::url_as(&db.url, roles::QUERY), JWT_SECRET)
         })
         .await
         .expect("query-api");
