@@ -208,3 +208,26 @@ async fn logs_are_json_lines_with_log_format_json() {
     }
     assert!(text.contains("command-api listening"));
 }
+
+#[tokio::test]
+async fn a_secret_shorter_than_32_bytes_stops_the_service_at_start_up() {
+    let db = TestDb::create().await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_command-api"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .env("BOXOFFICE_JWT_SECRET", "short-secret")
+        .env(
+            "COMMAND_API_ADDR",
+            format!("127.0.0.1:{}", testkit::free_port()),
+        )
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("BOXOFFICE_JWT_SECRET is 12 bytes long; it must be at least 32"),
+        "{said}"
+    );
+}

@@ -112,27 +112,40 @@ pub fn open(key: &UserKey, associated: &[u8], sealed: &SealedContact) -> Option<
 }
 
 /// `user_id`'s current key, made when they have none alive.
-pub async fn current_key(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<UserKey> {
-    let fresh = UserKey::generate();
+pub async fn current_key(db: &sqlx::PgPool, user_id: &str) -> sqlx::Result<UserKey> {
+    // Most bookings are by users who have a key: one read.
+    if let Some(key) = live_key(db, user_id).await? {
+        return Ok(key);
+    }
     // The partial unique index (one live key per user) makes two concurrent first
-    // bookings agree on one key.
-    let (id, secret): (Uuid, Vec<u8>) = sqlx::query_as(
-        "WITH made AS (
-             INSERT INTO user_keys (user_id, key_id, secret) VALUES ($1, $2, $3)
-             ON CONFLICT (user_id) WHERE secret IS NOT NULL DO NOTHING
-             RETURNING key_id, secret)
-         SELECT key_id, secret FROM made
-         UNION ALL
-         SELECT key_id, secret FROM user_keys WHERE user_id = $1 AND secret IS NOT NULL
-         LIMIT 1",
+    // bookings agree on one key: the second finds the first's.
+    let fresh = UserKey::generate();
+    let made = sqlx::query(
+        "INSERT INTO user_keys (user_id, key_id, secret) VALUES ($1, $2, $3)
+         ON CONFLICT (user_id) WHERE secret IS NOT NULL DO NOTHING",
     )
     .bind(user_id)
     .bind(fresh.id)
     .bind(fresh.secret.as_slice())
-    .fetch_one(db)
+    .execute(db)
+    .await?
+    .rows_affected();
+    if made == 1 {
+        return Ok(fresh);
+    }
+    live_key(db, user_id)
+        .await?
+        .ok_or_else(|| sqlx::Error::Protocol("a user key vanished as it was made".into()))
+}
+
+async fn live_key(db: &sqlx::PgPool, user_id: &str) -> sqlx::Result<Option<UserKey>> {
+    let row: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
+        "SELECT key_id, secret FROM user_keys WHERE user_id = $1 AND secret IS NOT NULL",
+    )
+    .bind(user_id)
+    .fetch_optional(db)
     .await?;
-    UserKey::from_row(id, &secret)
-        .ok_or_else(|| sqlx::Error::Decode("a user key of the wrong length".into()))
+    Ok(row.and_then(|(id, secret)| UserKey::from_row(id, &secret)))
 }
 
 /// The keys alive among `ids` (destroyed or unknown ones are missing).
