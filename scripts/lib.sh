@@ -9,7 +9,9 @@
 # price: functions cannot set variables for their caller (none needs to).
 #
 # Local infrastructure (all bound to 127.0.0.1 only):
-#   Postgres 15, a private cluster in $STATE_DIR/pg    port $PG_PORT    (55432)
+#   Postgres 15, a private cluster in $STATE_DIR/$PG_NAME   port $PG_PORT (55432; the
+#     tests use another one, pg-test on 55434, so that their throw-away logins can never
+#     reach the databases of a running stack)
 #   tansu, a Kafka-compatible broker, in memory        port $KAFKA_PORT (59092)
 # Everything it writes goes under $STATE_DIR (default: <repo>/.local, git-ignored).
 
@@ -21,7 +23,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 STATE_DIR="${BOXOFFICE_STATE_DIR:-$REPO/.local}"
 # pg_ctl and the services run from other directories: keep the path absolute.
 [[ $STATE_DIR == /* ]] || STATE_DIR="$PWD/$STATE_DIR"
-PG_PORT="${BOXOFFICE_PG_PORT:-55432}"
+PG_PORT="${PG_PORT:-${BOXOFFICE_PG_PORT:-55432}}"
+PG_NAME="${PG_NAME:-pg}"
 KAFKA_PORT="${BOXOFFICE_KAFKA_PORT:-59092}"
 KAFKA_TOPIC_DEFAULT="boxoffice.events"
 
@@ -149,12 +152,12 @@ pg_psql() {
         -h 127.0.0.1 -p "$PG_PORT" -U boxoffice "$@"
 }
 
-# Where the cluster lives: $STATE_DIR/pg, or the directory that symlink points to.
+# Where the cluster lives: $STATE_DIR/$PG_NAME, or the directory that symlink points to.
 pg_cluster_dir() {
-    if [[ -e $STATE_DIR/pg ]]; then
-        readlink -f "$STATE_DIR/pg"
+    if [[ -e $STATE_DIR/$PG_NAME ]]; then
+        readlink -f "$STATE_DIR/$PG_NAME"
     else
-        echo "$STATE_DIR/pg"
+        echo "$STATE_DIR/$PG_NAME"
     fi
 }
 
@@ -212,11 +215,11 @@ start_postgres() (
     local bin link cluster data log pwfile
     bin="$(pg_bindir)"
     mkdir -p "$STATE_DIR"
-    link="$STATE_DIR/pg"
+    link="$STATE_DIR/$PG_NAME"
 
     # The cluster's files must belong to (and be reachable by) the postgres
     # user. A repo under /root (mode 700) is not reachable, so the cluster then
-    # lives under /var/tmp, with $STATE_DIR/pg a symlink to it. The hash keeps
+    # lives under /var/tmp, with $STATE_DIR/$PG_NAME a symlink to it. The hash keeps
     # two checkouts (or state dirs) apart.
     if [[ -L $link ]]; then
         cluster="$(readlink -f "$link")" || die "cannot resolve $link"
@@ -225,7 +228,9 @@ start_postgres() (
     elif [[ -e $link ]]; then
         die "user postgres cannot reach $STATE_DIR, where $link already exists; move it away (or run scripts/down --purge)"
     else
-        cluster="/var/tmp/boxoffice-pg-$(printf '%s' "$STATE_DIR" | sha256sum | cut -c1-12)"
+        local tag="$STATE_DIR"
+        [[ $PG_NAME == pg ]] || tag="$STATE_DIR/$PG_NAME"
+        cluster="/var/tmp/boxoffice-pg-$(printf '%s' "$tag" | sha256sum | cut -c1-12)"
         say "user postgres cannot reach $STATE_DIR; the cluster goes to $cluster ($link links to it)"
         ln -sfn "$cluster" "$link"
     fi
@@ -426,19 +431,25 @@ wait_http() ( # URL TIMEOUT_SECS [PID]
 
 # --- environment for the services -----------------------------------------------
 
+# Two files, both private to this user:
+#   $STATE_DIR/env.common  what every service needs: the broker, the JWT secret, the
+#                          addresses; no database credentials
+#   $STATE_DIR/env         env.common and the owner's database URLs: for migrations
+#                          and for the operator's commands (tokens, bench, the audit
+#                          CLI), never for a running service
+# Each service gets $STATE_DIR/env.<service> from ensure_service_logins.
 write_env_file() (
     set -euo pipefail
-    local secret_file="$STATE_DIR/jwt-secret" env_file="$STATE_DIR/env" secret tmp
+    local secret_file="$STATE_DIR/jwt-secret" common="$STATE_DIR/env.common" env_file="$STATE_DIR/env" secret tmp
     mkdir -p "$STATE_DIR"
-    umask 077 # the secret and the env file holding it stay private
+    umask 077 # the secret and the env files holding it stay private
     if [[ ! -s $secret_file ]]; then
         od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$secret_file"
     fi
     secret="$(<"$secret_file")"
-    tmp="$(mktemp "$env_file.XXXXXX")"
+    tmp="$(mktemp "$common.XXXXXX")"
     {
         echo "# Written by scripts/lib.sh (write_env_file); regenerated on every start."
-        printf 'export DATABASE_URL=%q\n' "postgres://boxoffice:boxoffice@127.0.0.1:$PG_PORT/boxoffice"
         printf 'export KAFKA_BROKERS=%q\n' "127.0.0.1:$KAFKA_PORT"
         printf 'export KAFKA_TOPIC=%q\n' "$KAFKA_TOPIC_DEFAULT"
         printf 'export BOXOFFICE_JWT_SECRET=%q\n' "$secret"
@@ -448,43 +459,56 @@ write_env_file() (
         local payments="${PAYMENT_GATEWAY_ADDR:-127.0.0.1:${BOXOFFICE_PAYMENTS_PORT:-8083}}"
         printf 'export PAYMENT_GATEWAY_ADDR=%q\n' "$payments"
         printf 'export PAYMENT_GATEWAY_URL=%q\n' "http://$payments"
+    } >"$tmp"
+    mv -f "$tmp" "$common"
+    tmp="$(mktemp "$env_file.XXXXXX")"
+    {
+        echo "# Written by scripts/lib.sh (write_env_file): the owner's URLs, for migrations and"
+        echo "# the operator's commands. The services run with env.<service> instead."
+        printf 'source %q\n' "$common"
+        printf 'export DATABASE_URL=%q\n' "postgres://boxoffice:boxoffice@127.0.0.1:$PG_PORT/boxoffice"
         printf 'export PAYMENT_DATABASE_URL=%q\n' "postgres://boxoffice:boxoffice@127.0.0.1:$PG_PORT/boxoffice_payments"
     } >"$tmp"
     mv -f "$tmp" "$env_file"
-    say "wrote $env_file"
+    say "wrote $common and $env_file"
 )
 
 # --- the services' database users -------------------------------------------------
 
 # Each service connects as a login user of its own, in the group role its migrations
-# grant rights to (migrations/event_store/0011, read_models/0004, payment_gateway/0003).
-# Run after the migrations (they create the groups). Passwords are made once per state
-# directory. Writes $STATE_DIR/env.<service>: the env file with that service's URLs.
+# grant rights to (migrations/event_store/0011, read_models/0004, payment_gateway/0003),
+# with a password of its own (made once per state directory, in db-password-<login>):
+# one service's credentials are no use for another's rights. Run after the migrations
+# (they create the groups). Writes $STATE_DIR/env.<service>: env.common and that
+# service's URLs, nothing else.
 ensure_service_logins() (
     set -euo pipefail
-    local pwfile="$STATE_DIR/db-password" password spec login group service db
+    local pwfile password spec login group service db
     umask 077
-    [[ -s $pwfile ]] || od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$pwfile"
-    password="$(<"$pwfile")"
     for spec in command-api:bx_command:boxoffice_command:boxoffice \
         projector:bx_projector:boxoffice_projector:boxoffice \
         query-api:bx_query:boxoffice_query:boxoffice \
         payment-gateway:bx_payments:boxoffice_payments:boxoffice_payments; do
         IFS=: read -r service login group db <<<"$spec"
+        pwfile="$STATE_DIR/db-password-$login"
+        [[ -s $pwfile ]] || od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$pwfile"
+        password="$(<"$pwfile")"
         if [[ "$(pg_psql -d postgres -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$login'")" != 1 ]]; then
             say "creating database user $login (in $group)"
             pg_psql -d postgres -c "CREATE ROLE $login LOGIN IN ROLE $group"
         fi
-        pg_psql -d postgres -c "ALTER ROLE $login PASSWORD '$password'" >/dev/null
+        # Through stdin, not the command line (which `ps` shows).
+        printf "ALTER ROLE %s PASSWORD '%s'\n" "$login" "$password" | pg_psql -d postgres -q >/dev/null
         local url="postgres://$login:$password@127.0.0.1:$PG_PORT/$db"
         {
-            printf 'source %q\n' "$STATE_DIR/env"
+            printf 'source %q\n' "$STATE_DIR/env.common"
             case "$service" in
                 payment-gateway) printf 'export PAYMENT_DATABASE_URL=%q\n' "$url" ;;
                 *) printf 'export DATABASE_URL=%q\nexport READ_DATABASE_URL=%q\n' "$url" "$url" ;;
             esac
         } >"$STATE_DIR/env.$service"
     done
+    rm -f "$STATE_DIR/db-password" # the one shared password of earlier versions
 )
 
 # Postgres, the broker, the topic and the env file. Idempotent.

@@ -55,7 +55,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let duration = Duration::from_secs(args.seconds);
 
     println!("boxoffice bench: bookings");
-    println!("  target: POST {base}/v1/events/{event}/bookings, 1 seat, a new user per client");
+    println!("  target: POST {base}/v1/events/{event}/bookings, 1 seat; each customer books {BOOKINGS_PER_CUSTOMER} times, then a new one");
+    println!(
+        "  (so the per-customer rate limit and held-seat cap run on every request and refuse none)"
+    );
     println!("  baseline: one-row INSERT + COMMIT into an events-shaped table, one connection per client");
     println!(
         "  each run: {}s warm-up, then {}s measured\n",
@@ -154,6 +157,49 @@ pub(crate) async fn post(
     Ok(body["id"].as_str().unwrap_or_default().to_owned())
 }
 
+/// Bookings one bench customer sends before the next takes over.
+const BOOKINGS_PER_CUSTOMER: u64 = 4;
+
+/// The customers of one bench client, as the fairness limits expect customers to be:
+/// each sends [`BOOKINGS_PER_CUSTOMER`] bookings of a seat or few, then a new one takes
+/// over. So every request goes through the per-customer rate limit (a burst of 20) and
+/// the held-seat cap (10 a customer and event), and none is refused by them: the figure
+/// includes their cost, not their refusals.
+pub(crate) struct Customers {
+    jwt: Jwt,
+    prefix: String,
+    contact: bool,
+    sent: u64,
+    token: String,
+}
+
+impl Customers {
+    pub(crate) fn new(jwt: &Jwt, prefix: String, contact: bool) -> Self {
+        Self {
+            jwt: jwt.clone(),
+            prefix,
+            contact,
+            sent: 0,
+            token: String::new(),
+        }
+    }
+
+    /// The token for the next booking.
+    pub(crate) fn next(&mut self) -> &str {
+        if self.sent.is_multiple_of(BOOKINGS_PER_CUSTOMER) {
+            let user = format!("{}-{}", self.prefix, self.sent / BOOKINGS_PER_CUSTOMER);
+            let mut claims = Claims::new(&user, Role::Customer, Duration::from_secs(3600));
+            if self.contact {
+                claims.name = Some(format!("Bench Customer {user}"));
+                claims.email = Some(format!("{user}@bench.example"));
+            }
+            self.token = self.jwt.sign(claims);
+        }
+        self.sent += 1;
+        &self.token
+    }
+}
+
 /// How much load a measurement puts on the stack, for how long.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Load {
@@ -183,17 +229,11 @@ pub(crate) async fn measure_bookings(
     drive(clients, warmup, duration, |client| {
         let http = http.clone();
         let url = url.clone();
-        let user = format!("bench-{run}-{client}");
-        let mut claims = Claims::new(&user, Role::Customer, Duration::from_secs(3600));
-        if contact {
-            claims.name = Some(format!("Bench Customer {client}"));
-            claims.email = Some(format!("{user}@bench.example"));
-        }
-        let token = jwt.sign(claims);
+        let mut customers = Customers::new(jwt, format!("bench-{run}-{client}"), contact);
         move || {
             let request = http
                 .post(url.as_str())
-                .bearer_auth(&token)
+                .bearer_auth(customers.next())
                 .json(&json!({"seats": 1, "card_token": "tok_bench"}))
                 .send();
             async move {

@@ -98,8 +98,9 @@ async fn measure_freshness(
     duration: Duration,
     poll: Duration,
 ) -> anyhow::Result<Measured> {
-    let user = format!("fresh-{}", Uuid::new_v4().simple());
-    let token = Arc::new(jwt.issue(&user, Role::Customer, Duration::from_secs(3600)));
+    // A customer per booking: the fairness limits (rate, held seats) never refuse one.
+    let run = Uuid::new_v4().simple().to_string();
+    let mut sent = 0u64;
     let results = Arc::new(Mutex::new(Measured::new()));
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -107,7 +108,13 @@ async fn measure_freshness(
     let mut tasks = Vec::new();
     while Instant::now() < end {
         ticker.tick().await;
-        let (http, token, results) = (http.clone(), token.clone(), results.clone());
+        sent += 1;
+        let token = Arc::new(jwt.issue(
+            &format!("fresh-{run}-{sent}"),
+            Role::Customer,
+            Duration::from_secs(3600),
+        ));
+        let (http, results) = (http.clone(), results.clone());
         let book = format!("{command}/v1/events/{event}/bookings");
         let query = query.to_owned();
         tasks.push(tokio::spawn(async move {

@@ -202,11 +202,8 @@ async fn phase(
     for client in 0..clients {
         let event = events[client % events.len()].clone();
         let tally = confirmed_seats[client % events.len()].clone();
-        let token = jwt.issue(
-            &format!("hot-{run}-{client}"),
-            Role::Customer,
-            Duration::from_secs(3600),
-        );
+        let mut customers =
+            crate::bookings::Customers::new(jwt, format!("hot-{run}-{client}"), false);
         let (http, book, query) = (
             http.clone(),
             format!("{command}/v1/events/{event}/bookings"),
@@ -219,6 +216,7 @@ async fn phase(
             while Instant::now() < end {
                 n = n.wrapping_mul(1_103_515_245).wrapping_add(12_345);
                 let seats = 1 + (n >> 16) % 4;
+                let token = customers.next().to_owned();
                 let started = Instant::now();
                 let outcome = async {
                     let booked = post(

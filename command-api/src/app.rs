@@ -13,10 +13,8 @@ use domain::location::Location;
 use domain::user::UserData;
 use platform::auth::Jwt;
 use platform::http::ReadinessCheck;
-use platform::kafka::KafkaLogs;
-use platform::kafka::{client_config, partition_count};
+use platform::kafka::BrokerWatch;
 use prometheus_client::registry::Registry;
-use rdkafka::admin::AdminClient;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -32,6 +30,9 @@ use crate::relay::{notify_after_commits, Relay};
 use crate::routes;
 use crate::saga::SagaRunner;
 use crate::store::AggregateStore;
+
+/// How often the broker's health is checked (in the background: probes read it).
+const BROKER_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// Everything a request handler may need.
 pub struct App {
@@ -51,6 +52,12 @@ pub struct App {
     pub users: AggregateStore<UserData>,
     /// The payment gateway's client.
     pub gateway: GatewayClient,
+    /// What request fingerprints are stored under.
+    pub fingerprints: platform::http::FingerprintKey,
+    /// The per-customer command rate limit.
+    pub limiter: Arc<crate::fairness::CommandLimiter>,
+    /// The most seats one customer may hold of an event at once (`None`: no cap).
+    pub max_held_seats: Option<u32>,
 }
 
 /// The state handed to axum: cheap to clone.
@@ -77,13 +84,14 @@ pub struct Application {
     config: Config,
     registry: Arc<Registry>,
     appended: watch::Sender<u64>,
-    broker: Arc<AdminClient<KafkaLogs>>,
 }
 
 impl Application {
     /// Connects to the database (waiting for it at start-up) and applies the event-store
     /// migrations. The broker is not needed to start: commands work without it.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // A bad secret stops the service before it touches the database.
+        let jwt = Jwt::for_service(&config.jwt_secret, config.jwt_rules.clone())?;
         let pool = platform::db::connect(&config.database_url, config.db_max_connections).await?;
         platform::db::migrate_event_store(&pool).await?;
 
@@ -95,10 +103,18 @@ impl Application {
         let mut registry = Registry::default();
         let metrics = Metrics::new(&mut registry);
         let (appended, _) = watch::channel(0u64);
-        let appender = Appender::start(pool.clone(), config.append_writers, metrics.clone());
+        let appender = Appender::start(
+            pool.clone(),
+            config.append_writers,
+            config.append_queue,
+            metrics.clone(),
+        );
         let app = App {
             gateway: GatewayClient::new(&config.payment, store, metrics.clone())?,
-            jwt: Jwt::for_service(&config.jwt_secret, config.jwt_rules.clone())?,
+            jwt,
+            fingerprints: platform::http::FingerprintKey::derive(&config.jwt_secret),
+            limiter: crate::fairness::CommandLimiter::new(&config.fairness),
+            max_held_seats: Some(config.fairness.max_held_seats_per_user).filter(|m| *m > 0),
             locations: AggregateStore::new(
                 pool.clone(),
                 appender.clone(),
@@ -130,15 +146,11 @@ impl Application {
             metrics,
             pool,
         };
-        let broker = client_config(&config.kafka_brokers)
-            .create_with_context(KafkaLogs)
-            .context("cannot create the Kafka admin client")?;
         Ok(Self {
             state: AppState(Arc::new(app)),
             config,
             registry: Arc::new(registry),
             appended,
-            broker: Arc::new(broker),
         })
     }
 
@@ -190,17 +202,39 @@ impl Application {
             );
             workers.spawn(reconciler.run(shutdown.clone()));
         }
+        let limiter = self.state.limiter.clone();
+        let stop = shutdown.clone();
+        workers.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = every.tick() => limiter.forget_quiet(),
+                }
+            }
+        });
         workers.spawn(expire_idempotency_keys(
             pool.clone(),
             self.config.idempotency_ttl,
             shutdown.clone(),
         ));
 
-        let router = routes::router(self.state.clone(), self.registry.clone(), self.readiness());
+        let broker = BrokerWatch::start(
+            &self.config.kafka_brokers,
+            &self.config.topic.name,
+            BROKER_CHECK_EVERY,
+            self.state.metrics.broker_up.clone(),
+            shutdown.clone(),
+        )?;
+        let router = routes::router(
+            self.state.clone(),
+            self.registry.clone(),
+            self.readiness(&broker),
+            &self.config.http,
+        );
         tracing::info!(addr = %listener.local_addr()?, "command-api listening");
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await;
+        let served =
+            platform::server::serve(listener, router, &self.config.http, shutdown.clone()).await;
         // However serving ended, the workers end with it.
         shutdown.cancel();
         while workers.join_next().await.is_some() {}
@@ -208,27 +242,13 @@ impl Application {
         served.context("HTTP server failed")
     }
 
-    fn readiness(&self) -> Vec<ReadinessCheck> {
-        let pool = self.state.pool.clone();
-        let broker = self.broker.clone();
-        let topic = self.config.topic.name.clone();
+    /// Ready when it can append (the database); the broker is shown beside it without
+    /// deciding it: while the broker is away the outbox keeps what is to be published,
+    /// and taking the write API out of a load balancer would defeat that.
+    fn readiness(&self, broker: &BrokerWatch) -> Vec<ReadinessCheck> {
         vec![
-            ReadinessCheck::database("database", pool),
-            ReadinessCheck {
-                name: "broker",
-                check: Arc::new(move || {
-                    let broker = broker.clone();
-                    let topic = topic.clone();
-                    Box::pin(async move {
-                        tokio::task::spawn_blocking(move || {
-                            partition_count(broker.inner(), &topic, Duration::from_secs(2))
-                                .map(drop)
-                        })
-                        .await
-                        .unwrap_or_else(|err| Err(err.to_string()))
-                    })
-                }),
-            },
+            ReadinessCheck::database("database", self.state.pool.clone()),
+            broker.readiness(false),
         ]
     }
 }

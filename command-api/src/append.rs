@@ -18,6 +18,9 @@
 //! - One aggregate is never twice in a batch: the store serializes the commands of an
 //!   aggregate and waits for each append before the next one (see [`crate::store`]), so
 //!   an aggregate's events keep their order, in positions and on the topic.
+//! - The queue is bounded (`BOXOFFICE_APPEND_QUEUE`): an append that finds it full is
+//!   refused at once ([`AppendError::Overloaded`], answered 503 `overloaded`), instead of
+//!   waiting behind a backlog the database cannot clear.
 
 use std::sync::Arc;
 
@@ -52,10 +55,10 @@ WITH appended AS (
            AS u(a, i, s, t, v, p, m)
     RETURNING 1
 ), started AS (
-    INSERT INTO booking_sagas (booking_id, event_id, seats, amount_cents, currency, payment_method, correlation_id, step)
-    SELECT x.booking_id, x.event_id, x.seats, x.amount_cents, x.currency, x.payment_method, x.correlation_id, 'reserve'
+    INSERT INTO booking_sagas (booking_id, event_id, user_id, seats, amount_cents, currency, payment_method, correlation_id, step)
+    SELECT x.booking_id, x.event_id, x.user_id, x.seats, x.amount_cents, x.currency, x.payment_method, x.correlation_id, 'reserve'
       FROM jsonb_to_recordset($8::jsonb)
-           AS x(booking_id text, event_id text, seats integer, amount_cents bigint, currency text,
+           AS x(booking_id text, event_id text, user_id text, seats integer, amount_cents bigint, currency text,
                 payment_method text, correlation_id text)
     ON CONFLICT (booking_id) DO NOTHING
 ), moved AS (
@@ -63,7 +66,8 @@ WITH appended AS (
     -- its save refused (the version moved) and lets go; then the new step is taken up.
     UPDATE booking_sagas s
        SET step = x.step, reason = x.reason, outcome = NULL, attempts = 0, due_at = now(),
-           last_error = NULL, version = s.version + 1, updated_at = now(),
+           last_error = NULL, same_failures = 0, parked_at = NULL,
+           version = s.version + 1, updated_at = now(),
            correlation_id = x.correlation_id
       FROM jsonb_to_recordset($9::jsonb)
            AS x(booking_id text, step text, reason text, unless_at text[], correlation_id text)
@@ -121,6 +125,9 @@ pub enum AppendError {
     /// The command's `Idempotency-Key` is held by another command.
     #[error("the idempotency key is held by another command")]
     KeyTaken,
+    /// Too many appends wait already (`BOXOFFICE_APPEND_QUEUE`): try again shortly.
+    #[error("too many appends are waiting")]
+    Overloaded,
     /// The store failed.
     #[error("event store: {0}")]
     Store(Arc<sqlx::Error>),
@@ -149,14 +156,15 @@ struct Append {
 /// when the last clone is dropped (after the statements in flight).
 #[derive(Clone)]
 pub struct Appender {
-    queue: mpsc::UnboundedSender<Append>,
+    queue: mpsc::Sender<Append>,
 }
 
 impl Appender {
-    /// Starts writing on `pool` with at most `writers` statements at once (at least one).
-    /// Needs a Tokio runtime.
-    pub fn start(pool: PgPool, writers: usize, metrics: Metrics) -> Self {
-        let (queue, waiting) = mpsc::unbounded_channel();
+    /// Starts writing on `pool` with at most `writers` statements at once (at least one),
+    /// and at most `queue` appends waiting for them (more are refused,
+    /// [`AppendError::Overloaded`]). Needs a Tokio runtime.
+    pub fn start(pool: PgPool, writers: usize, queue: usize, metrics: Metrics) -> Self {
+        let (queue, waiting) = mpsc::channel(queue.max(1));
         tokio::spawn(dispatch(pool, waiting, writers.max(1), metrics));
         Self { queue }
     }
@@ -178,8 +186,10 @@ impl Appender {
             effects,
             reply,
         };
-        if self.queue.send(append).is_err() {
-            return Err(stopped());
+        match self.queue.try_send(append) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(AppendError::Overloaded),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(stopped()),
         }
         answer.await.unwrap_or_else(|_| Err(stopped()))
     }
@@ -193,7 +203,7 @@ fn stopped() -> AppendError {
 /// most `writers` in flight. The wait for a free writer is what lets a batch grow.
 async fn dispatch(
     pool: PgPool,
-    mut waiting: mpsc::UnboundedReceiver<Append>,
+    mut waiting: mpsc::Receiver<Append>,
     writers: usize,
     metrics: Metrics,
 ) {

@@ -158,7 +158,7 @@ where
         }
     }
 
-    let metadata = metadata(s);
+    let metadata = metadata(app, s);
     let id = aggregate_id.to_string();
     for attempt in 1..=MAX_ATTEMPTS {
         let outcome = if s.creates && attempt == 1 {
@@ -201,6 +201,9 @@ where
                     Err(err) => ("error", err.into_response()),
                 };
             }
+            Err(ExecuteError::Overloaded) => {
+                return ("overloaded", platform::server::overloaded());
+            }
             Err(ExecuteError::Store(err)) => {
                 return ("error", ApiError::unexpected(err).into_response());
             }
@@ -216,8 +219,9 @@ where
     )
 }
 
-/// The metadata stored with every event the command appends.
-fn metadata(s: &Submission<'_>) -> HashMap<String, String> {
+/// The metadata the command is submitted with. The store keeps the fingerprint for the
+/// key's record and leaves it out of the events.
+fn metadata(app: &App, s: &Submission<'_>) -> HashMap<String, String> {
     let mut metadata = HashMap::from([
         (keys::USER_ID.to_owned(), s.user.id.clone()),
         (
@@ -230,7 +234,7 @@ fn metadata(s: &Submission<'_>) -> HashMap<String, String> {
         metadata.insert(keys::IDEMPOTENCY_KEY.to_owned(), key.clone());
         metadata.insert(
             keys::REQUEST_FINGERPRINT.to_owned(),
-            s.fingerprint.to_owned(),
+            app.fingerprints.keyed(s.fingerprint),
         );
     }
     metadata
@@ -283,7 +287,7 @@ async fn replay<A: Aggregate>(
     else {
         return Ok(None);
     };
-    if record.fingerprint != s.fingerprint {
+    if record.fingerprint != app.fingerprints.keyed(s.fingerprint) {
         return Err(ApiError::unprocessable(
             "idempotency_key_reused",
             "this Idempotency-Key was used for a different request",
@@ -318,7 +322,7 @@ async fn remember_refusal<A: Aggregate>(
         &app.pool,
         &s.user.id,
         key,
-        s.fingerprint,
+        &app.fingerprints.keyed(s.fingerprint),
         &s.context.request_id,
         refusal.status().as_u16(),
         &refusal.body(),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use platform::auth::JwtRules;
 use platform::config::{parse_or, required, var_or};
 use platform::kafka::TopicSpec;
+use platform::server::ServerLimits;
 
 /// Everything command-api reads from its environment.
 #[derive(Clone)]
@@ -17,6 +18,9 @@ pub struct Config {
     /// `BOXOFFICE_APPEND_WRITERS` (default 2): append statements in flight at once;
     /// appends that come while all are busy share the next one (group commit).
     pub append_writers: usize,
+    /// `BOXOFFICE_APPEND_QUEUE` (default 4096): appends that may wait for a writer;
+    /// more are refused with 503 `overloaded`.
+    pub append_queue: usize,
     /// `KAFKA_BROKERS` (default `127.0.0.1:9092`).
     pub kafka_brokers: String,
     /// `KAFKA_TOPIC` (default `boxoffice.events`), `KAFKA_TOPIC_PARTITIONS` (default 6)
@@ -29,12 +33,16 @@ pub struct Config {
     pub jwt_rules: JwtRules,
     /// `COMMAND_API_ADDR` (default `127.0.0.1:8080`).
     pub addr: SocketAddr,
+    /// The HTTP server's bounds (`HTTP_*`, see `platform::server`).
+    pub http: ServerLimits,
     /// The outbox relay's settings.
     pub relay: RelayConfig,
     /// The sagas' settings.
     pub saga: SagaConfig,
     /// How the payment gateway is reached, and reconciled with.
     pub payment: PaymentConfig,
+    /// Fairness between customers.
+    pub fairness: FairnessConfig,
     /// `BOXOFFICE_IDEMPOTENCY_TTL_HOURS` (default 24): how long an `Idempotency-Key` is
     /// remembered.
     pub idempotency_ttl: Duration,
@@ -69,6 +77,25 @@ pub struct SagaConfig {
     pub hold_ttl: Duration,
     /// `BOXOFFICE_SAGA_CONCURRENCY` (default 64): sagas carried on at once per process.
     pub concurrency: usize,
+    /// `BOXOFFICE_SAGA_PARK_AFTER` (default 10): a saga whose step fails the same way
+    /// this many times in a row is parked (`GET /v1/admin/sagas/parked`) until an
+    /// operator retries it; 0 never parks.
+    pub park_after: u32,
+}
+
+/// Fairness between customers (admins are not limited). Limits per client address
+/// belong at the edge: behind a proxy every request comes from the proxy's address.
+#[derive(Debug, Clone)]
+pub struct FairnessConfig {
+    /// `BOXOFFICE_MAX_HELD_SEATS_PER_USER` (default 10): seats one customer may hold of
+    /// an event at once, in bookings not yet paid; 0 turns the cap off.
+    pub max_held_seats_per_user: u32,
+    /// `BOXOFFICE_COMMANDS_PER_USER_PER_SEC` (default 5): commands a customer may send
+    /// per second, sustained; 0 turns the limit off.
+    pub commands_per_user_per_sec: u32,
+    /// `BOXOFFICE_COMMANDS_BURST` (default 20): commands a customer may send at once
+    /// after a quiet spell.
+    pub commands_burst: u32,
 }
 
 /// The payment gateway's client and the reconciliation sweep.
@@ -118,14 +145,17 @@ impl std::fmt::Debug for Config {
             .field("database_url", &"<redacted>")
             .field("db_max_connections", &self.db_max_connections)
             .field("append_writers", &self.append_writers)
+            .field("append_queue", &self.append_queue)
             .field("kafka_brokers", &self.kafka_brokers)
             .field("topic", &self.topic)
             .field("jwt_secret", &"<redacted>")
             .field("jwt_rules", &self.jwt_rules)
             .field("addr", &self.addr)
+            .field("http", &self.http)
             .field("relay", &self.relay)
             .field("saga", &self.saga)
             .field("payment", &self.payment)
+            .field("fairness", &self.fairness)
             .field("idempotency_ttl", &self.idempotency_ttl)
             .finish()
     }
@@ -140,6 +170,7 @@ impl Config {
             database_url: database_url.to_owned(),
             db_max_connections: 32,
             append_writers: 2,
+            append_queue: 4096,
             kafka_brokers: "127.0.0.1:9092".into(),
             topic: TopicSpec {
                 name: "boxoffice.events".into(),
@@ -149,6 +180,7 @@ impl Config {
             jwt_secret: jwt_secret.to_owned(),
             jwt_rules: JwtRules::default(),
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            http: ServerLimits::default(),
             relay: RelayConfig {
                 enabled: true,
                 batch_size: 500,
@@ -159,6 +191,12 @@ impl Config {
                 enabled: true,
                 hold_ttl: Duration::from_secs(600),
                 concurrency: 64,
+                park_after: 10,
+            },
+            fairness: FairnessConfig {
+                max_held_seats_per_user: 10,
+                commands_per_user_per_sec: 5,
+                commands_burst: 20,
             },
             payment: PaymentConfig {
                 url: "http://127.0.0.1:8083".into(),
@@ -188,6 +226,7 @@ impl Config {
         Ok(Self {
             db_max_connections: parse_or("BOXOFFICE_DB_MAX_CONNECTIONS", d.db_max_connections)?,
             append_writers: parse_or("BOXOFFICE_APPEND_WRITERS", d.append_writers)?,
+            append_queue: parse_or("BOXOFFICE_APPEND_QUEUE", d.append_queue)?,
             kafka_brokers: var_or("KAFKA_BROKERS", &d.kafka_brokers),
             topic: TopicSpec {
                 name: var_or("KAFKA_TOPIC", &d.topic.name),
@@ -195,6 +234,7 @@ impl Config {
                 replication: parse_or("KAFKA_TOPIC_REPLICATION", d.topic.replication)?,
             },
             addr: parse_or("COMMAND_API_ADDR", d.addr)?,
+            http: ServerLimits::from_env()?,
             jwt_rules: JwtRules::from_env()?,
             relay: RelayConfig {
                 enabled: parse_or("BOXOFFICE_RELAY_ENABLED", d.relay.enabled)?,
@@ -209,6 +249,18 @@ impl Config {
                     d.saga.hold_ttl.as_secs_f64(),
                 )?),
                 concurrency: parse_or("BOXOFFICE_SAGA_CONCURRENCY", d.saga.concurrency)?,
+                park_after: parse_or("BOXOFFICE_SAGA_PARK_AFTER", d.saga.park_after)?,
+            },
+            fairness: FairnessConfig {
+                max_held_seats_per_user: parse_or(
+                    "BOXOFFICE_MAX_HELD_SEATS_PER_USER",
+                    d.fairness.max_held_seats_per_user,
+                )?,
+                commands_per_user_per_sec: parse_or(
+                    "BOXOFFICE_COMMANDS_PER_USER_PER_SEC",
+                    d.fairness.commands_per_user_per_sec,
+                )?,
+                commands_burst: parse_or("BOXOFFICE_COMMANDS_BURST", d.fairness.commands_burst)?,
             },
             payment: PaymentConfig {
                 url: var_or("PAYMENT_GATEWAY_URL", &d.payment.url),

@@ -23,6 +23,7 @@ pub mod app;
 pub mod append;
 pub mod commands;
 pub mod config;
+pub mod fairness;
 pub mod idempotency;
 pub mod metrics;
 pub mod payment;

@@ -70,11 +70,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate => {
             platform::telemetry::init();
-            let url = platform::db::migration_url("DATABASE_URL")?;
-            let pool = platform::db::connect(&url, 2).await?;
-            platform::db::migrate_event_store(&pool).await?;
-            println!("event store migrated");
-            Ok(())
+            platform::db::Migrations::EventStore.run().await
         }
         Command::Serve => {
             platform::telemetry::init();

@@ -167,10 +167,16 @@ pub struct Metrics {
     pub relay_ack_seconds: Histogram,
     /// 1 while this process leads the relay.
     pub relay_leader: Gauge,
+    /// 1 while the broker answers (checked every few seconds), 0 otherwise.
+    pub broker_up: Gauge,
     /// Saga steps carried out, by step and outcome.
     pub saga_steps: Family<StepLabels, Counter>,
     /// Sagas not finished (in the whole store, as last counted).
     pub sagas_in_flight: Gauge,
+    /// Sagas parked after failing the same way too often (in the whole store).
+    pub sagas_parked: Gauge,
+    /// Commands refused 429 by the per-customer rate limit.
+    pub rate_limited: Counter,
     /// Compensations started, by reason (`cancelled` for refunds).
     pub compensations: Family<ReasonLabel, Counter>,
     /// Hold deadlines that passed before the payment was settled.
@@ -217,8 +223,11 @@ impl Metrics {
             ),
             relay_ack_seconds: latency_histogram(),
             relay_leader: Gauge::default(),
+            broker_up: Gauge::default(),
             saga_steps: Family::default(),
             sagas_in_flight: Gauge::default(),
+            sagas_parked: Gauge::default(),
+            rate_limited: Counter::default(),
             compensations: Family::default(),
             deadlines_fired: Counter::default(),
             bookings_final: Family::default(),
@@ -294,6 +303,21 @@ impl Metrics {
             "boxoffice_outbox_relay_leader",
             "1 while this process leads the outbox relay",
             metrics.relay_leader.clone(),
+        );
+        registry.register(
+            "boxoffice_sagas_parked",
+            "Sagas parked after failing the same way too often, waiting for an operator",
+            metrics.sagas_parked.clone(),
+        );
+        registry.register(
+            "boxoffice_commands_rate_limited",
+            "Commands refused 429 by the per-customer rate limit",
+            metrics.rate_limited.clone(),
+        );
+        registry.register(
+            "boxoffice_broker_up",
+            "1 while the Kafka broker answers, 0 otherwise (checked every few seconds)",
+            metrics.broker_up.clone(),
         );
         registry.register(
             "boxoffice_saga_steps",

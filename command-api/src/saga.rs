@@ -105,6 +105,9 @@ struct BookingSaga {
     version: i64,
     lease_token: Option<Uuid>,
     payment_intent: Option<String>,
+    /// The last failure, and how many times in a row the step failed that way.
+    last_error: Option<String>,
+    same_failures: i32,
 }
 
 impl BookingSaga {
@@ -200,13 +203,17 @@ impl SagaRunner {
                 }
             }
             if counted.elapsed() > Duration::from_secs(2) {
-                if let Ok(n) = sqlx::query_scalar::<_, i64>(
-                    "SELECT count(*) FROM booking_sagas WHERE step <> 'done'",
+                if let Ok((n, parked)) = sqlx::query_as::<_, (i64, i64)>(
+                    "SELECT count(*) FILTER (WHERE step <> 'done'),
+                            (SELECT count(*) FROM booking_sagas WHERE parked_at IS NOT NULL)
+                          + (SELECT count(*) FROM event_cancellation_sagas WHERE parked_at IS NOT NULL)
+                       FROM booking_sagas WHERE step <> 'done'",
                 )
                 .fetch_one(&self.pool)
                 .await
                 {
                     self.metrics.sagas_in_flight.set(n);
+                    self.metrics.sagas_parked.set(parked);
                 }
                 counted = Instant::now();
             }
@@ -244,13 +251,14 @@ impl SagaRunner {
                                        ELSE now() + make_interval(secs => $2) END
               WHERE booking_id IN (
                     SELECT booking_id FROM booking_sagas
-                     WHERE step <> 'done' AND due_at <= now()
+                     WHERE step <> 'done' AND due_at <= now() AND parked_at IS NULL
                        AND (lease_until IS NULL OR lease_until < now())
                      ORDER BY due_at
                      LIMIT $1
                        FOR UPDATE SKIP LOCKED)
              RETURNING booking_id, event_id, seats, amount_cents, currency, payment_method, card_token, correlation_id,
-                       step, reason, outcome, hold_deadline, attempts, version, lease_token, payment_intent",
+                       step, reason, outcome, hold_deadline, attempts, version, lease_token, payment_intent,
+                       last_error, same_failures",
         )
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(LEASE.as_secs_f64())
@@ -373,7 +381,8 @@ impl SagaRunner {
         let saved = sqlx::query(
             "UPDATE booking_sagas
                 SET step = $3, reason = $4, outcome = $5, hold_deadline = $6, attempts = 0,
-                    payment_intent = $8, due_at = now(), last_error = NULL, updated_at = now(),
+                    payment_intent = $8, due_at = now(), last_error = NULL, same_failures = 0,
+                    updated_at = now(),
                     card_token = CASE WHEN $3 IN ('reserve', 'authorize', 'confirm') THEN card_token END,
                     lease_token = CASE WHEN $3 = 'done' THEN NULL ELSE lease_token END,
                     lease_until = CASE WHEN $3 = 'done' THEN NULL
@@ -399,6 +408,8 @@ impl SagaRunner {
         saga.outcome = outcome;
         saga.hold_deadline = hold_deadline;
         saga.attempts = 0;
+        saga.last_error = None;
+        saga.same_failures = 0;
         Ok(match (saved, next) {
             (0, _) => Saved::Refused,
             (_, Step::Done { .. }) => Saved::Stop,
@@ -421,10 +432,22 @@ impl SagaRunner {
         if let (Step::Authorize, Some(deadline)) = (step, saga.hold_deadline) {
             due = due.min(deadline);
         }
+        // A step that fails the same way again and again is parked, not spun for ever:
+        // an operator looks at it and retries it (`POST /v1/admin/sagas/{id}/retry`).
+        let same_failures = match &error {
+            None => 0,
+            Some(e) if saga.last_error.as_ref() == Some(e) => saga.same_failures.saturating_add(1),
+            Some(_) => 1,
+        };
+        let park = self.config.park_after > 0
+            && u32::try_from(same_failures).is_ok_and(|n| n >= self.config.park_after);
+        if park {
+            tracing::error!(booking_id = %saga.booking_id, correlation_id = %saga.correlation_id, step = step.name(), same_failures, cause = ?error, "saga parked: its step keeps failing the same way");
+        }
         let saved = sqlx::query(
             "UPDATE booking_sagas
                 SET attempts = $3, due_at = $4, lease_until = NULL, lease_token = NULL, last_error = $5,
-                    updated_at = now()
+                    same_failures = $6, parked_at = CASE WHEN $7 THEN now() END, updated_at = now()
               WHERE booking_id = $1 AND version = $2",
         )
         .bind(&saga.booking_id)
@@ -432,6 +455,8 @@ impl SagaRunner {
         .bind(attempts)
         .bind(due)
         .bind(error)
+        .bind(same_failures)
+        .bind(park)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -511,11 +536,18 @@ impl SagaRunner {
                 let seats = Seats::parse(i64::from(saga.seats))
                     .map_err(|e| anyhow!("stored seats: {e}"))?;
                 let command = EventCommand::ReserveSeats { booking_id, seats };
-                event_result(
-                    self.events
-                        .execute(&saga.event_id, command, &metadata)
-                        .await,
-                )?;
+                match self
+                    .events
+                    .execute(&saga.event_id, command, &metadata)
+                    .await
+                {
+                    // Refused: nothing was appended to the event; the booking's
+                    // rejection records why.
+                    Err(ExecuteError::Domain(EventError::SeatsRefused(reason))) => {
+                        return Ok(Observation::SeatsRefused(reason));
+                    }
+                    outcome => event_result(outcome)?,
+                }
                 // The ledger as just appended: no round trip.
                 let line = self
                     .events
@@ -788,27 +820,37 @@ impl SagaRunner {
         Ok(status == Some(BookingStatus::Pending))
     }
 
-    async fn claim_cancellations(&self) -> anyhow::Result<Vec<(String, String)>> {
+    async fn claim_cancellations(&self) -> anyhow::Result<Vec<Cancellation>> {
         Ok(sqlx::query_as(
             "UPDATE event_cancellation_sagas SET lease_until = now() + make_interval(secs => $1)
               WHERE event_id IN (
                     SELECT event_id FROM event_cancellation_sagas
-                     WHERE NOT done AND due_at <= now() AND (lease_until IS NULL OR lease_until < now())
+                     WHERE NOT done AND due_at <= now() AND parked_at IS NULL
+                       AND (lease_until IS NULL OR lease_until < now())
                      LIMIT 8
                        FOR UPDATE SKIP LOCKED)
-             RETURNING event_id, correlation_id",
+             RETURNING event_id, correlation_id, last_error, same_failures",
         )
         .bind(LEASE.as_secs_f64())
         .fetch_all(&self.pool)
         .await?)
     }
 
-    /// Rejects or cancels every booking holding seats of a cancelled event.
-    async fn cancel_event(self: Arc<Self>, (event_id, correlation_id): (String, String)) {
+    /// Rejects or cancels every booking holding seats of a cancelled event. A big event
+    /// takes a while: the lease is renewed as the pass goes, and a booking that cannot
+    /// be cancelled now (a conflict that outlasted the store's retries) does not stop
+    /// the others; the pass runs again for what is left (a booking already cancelled is
+    /// a no-op).
+    async fn cancel_event(self: Arc<Self>, saga: Cancellation) {
+        let Cancellation {
+            event_id,
+            correlation_id,
+            ..
+        } = &saga;
         let outcome = async {
             let holders: Vec<Uuid> = self
                 .events
-                .read(&event_id, |event, _| event.seat_holders().collect())
+                .read(event_id, |event, _| event.seat_holders().collect())
                 .await?;
             let metadata = HashMap::from([
                 (keys::USER_ID.to_owned(), "system:saga".to_owned()),
@@ -818,18 +860,33 @@ impl SagaRunner {
                     format!("saga:event:{event_id}:cancel"),
                 ),
             ]);
+            let mut renewed = Instant::now();
+            let mut failed = Vec::new();
             for booking in &holders {
-                booking_result(
-                    self.bookings
-                        .execute(
-                            &booking.to_string(),
-                            BookingCommand::CancelForEvent,
-                            &metadata,
-                        )
-                        .await,
-                )?;
+                if renewed.elapsed() > LEASE / 3 {
+                    self.renew_cancellation(event_id).await?;
+                    renewed = Instant::now();
+                }
+                let done = self
+                    .bookings
+                    .execute(
+                        &booking.to_string(),
+                        BookingCommand::CancelForEvent,
+                        &metadata,
+                    )
+                    .await;
+                if let Err(err) = booking_result(done) {
+                    failed.push(format!("{booking}: {err:#}"));
+                }
             }
-            anyhow::Ok(holders.len())
+            match failed.first() {
+                None => anyhow::Ok(holders.len()),
+                Some(first) => Err(anyhow!(
+                    "{} of {} bookings not cancelled yet (first: {first})",
+                    failed.len(),
+                    holders.len()
+                )),
+            }
         }
         .await;
         let saved = match outcome {
@@ -837,21 +894,36 @@ impl SagaRunner {
                 self.count_step("cancel_event", "advanced");
                 tracing::info!(%event_id, bookings, "event cancelled: its bookings are being compensated");
                 sqlx::query("UPDATE event_cancellation_sagas SET done = true, lease_until = NULL, updated_at = now() WHERE event_id = $1")
-                    .bind(&event_id)
+                    .bind(event_id)
                     .execute(&self.pool)
                     .await
             }
             Err(err) => {
                 self.count_step("cancel_event", "failed");
-                tracing::warn!(%event_id, cause = format!("{err:#}"), "cannot cancel the event's bookings yet");
+                let error = format!("{err:#}");
+                let same_failures = if saga.last_error.as_ref() == Some(&error) {
+                    saga.same_failures.saturating_add(1)
+                } else {
+                    1
+                };
+                let park = self.config.park_after > 0
+                    && u32::try_from(same_failures).is_ok_and(|n| n >= self.config.park_after);
+                if park {
+                    tracing::error!(%event_id, same_failures, cause = %error, "event cancellation parked: it keeps failing the same way");
+                } else {
+                    tracing::warn!(%event_id, cause = %error, "cannot cancel all the event's bookings yet");
+                }
                 sqlx::query(
                     "UPDATE event_cancellation_sagas
                         SET attempts = attempts + 1, last_error = $2, lease_until = NULL, updated_at = now(),
+                            same_failures = $3, parked_at = CASE WHEN $4 THEN now() END,
                             due_at = now() + make_interval(secs => least(30, 0.1 * 2 ^ least(attempts, 9)))
                       WHERE event_id = $1",
                 )
-                .bind(&event_id)
-                .bind(format!("{err:#}"))
+                .bind(event_id)
+                .bind(&error)
+                .bind(same_failures)
+                .bind(park)
                 .execute(&self.pool)
                 .await
             }
@@ -860,6 +932,28 @@ impl SagaRunner {
             tracing::warn!(%event_id, cause = %err, "cannot save an event cancellation; its lease will expire");
         }
     }
+
+    /// Stretches an event cancellation's lease while its pass runs.
+    async fn renew_cancellation(&self, event_id: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE event_cancellation_sagas SET lease_until = now() + make_interval(secs => $2)
+              WHERE event_id = $1",
+        )
+        .bind(event_id)
+        .bind(LEASE.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A claimed event cancellation.
+#[derive(Debug, sqlx::FromRow)]
+struct Cancellation {
+    event_id: String,
+    correlation_id: String,
+    last_error: Option<String>,
+    same_failures: i32,
 }
 
 /// A gateway call's result for a saga step: the answer, `None` when the gateway is

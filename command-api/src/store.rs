@@ -71,6 +71,9 @@ pub enum ExecuteError<E: std::error::Error> {
     /// The command's `Idempotency-Key` was recorded by another command meanwhile.
     #[error("the idempotency key is held by another command")]
     IdempotencyKeyTaken,
+    /// Too many appends are waiting: try again shortly.
+    #[error("too many appends are waiting")]
+    Overloaded,
     /// The store failed.
     #[error("event store: {0}")]
     Store(#[from] PersistenceError),
@@ -82,6 +85,7 @@ impl<E: std::error::Error> ExecuteError<E> {
         match self {
             Self::Conflict => Self::Conflict,
             Self::IdempotencyKeyTaken => Self::IdempotencyKeyTaken,
+            Self::Overloaded => Self::Overloaded,
             other => Self::Store(PersistenceError::UnknownError(other.to_string().into())),
         }
     }
@@ -340,6 +344,11 @@ where
                 continue;
             }
             let mut metadata = request.metadata;
+            // The key's record keeps the request's fingerprint; the facts do not (it
+            // is about the request, not about what happened, and the facts live for
+            // ever).
+            let key = policy::key_record(&metadata, A::TYPE, aggregate_id, 0);
+            metadata.remove(policy::keys::REQUEST_FINGERPRINT);
             metadata.insert(policy::keys::RECORDED_AT.into(), recorded_at.clone());
             let facts = sink.collect().await;
             let count = facts.len();
@@ -365,13 +374,9 @@ where
                     }
                 }
             }
-            if count > 0 {
-                effects.keys.extend(policy::key_record(
-                    &metadata,
-                    A::TYPE,
-                    aggregate_id,
-                    sequence as i64,
-                ));
+            if let Some(mut key) = key.filter(|_| count > 0) {
+                key.last_sequence = sequence as i64;
+                effects.keys.push(key);
             }
             accepted.push((request.reply, sequence, count));
         }
@@ -433,6 +438,7 @@ where
             .map_err(|err| match err {
                 AppendError::Conflict => ExecuteError::Conflict,
                 AppendError::KeyTaken => ExecuteError::IdempotencyKeyTaken,
+                AppendError::Overloaded => ExecuteError::Overloaded,
                 AppendError::Store(err) => {
                     ExecuteError::Store(PersistenceError::UnknownError(Box::new(err)))
                 }

@@ -2,12 +2,16 @@
 //! while a statement is in flight share the next one, and one of them failing does not
 //! fail its neighbours.
 
+mod common;
+
 use std::time::Duration;
 
 use command_api::append::{AppendError, Appender};
 use command_api::metrics::Metrics;
+use common::*;
 use cqrs_es::persist::SerializedEvent;
 use prometheus_client::registry::Registry;
+use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::Connection;
 use testkit::{eventually, TestDb};
@@ -42,7 +46,7 @@ async fn queued_appends_share_a_statement_and_a_conflict_fails_only_its_own() {
         .await
         .expect("migrate");
     let mut registry = Registry::default();
-    let appender = Appender::start(pool.clone(), 1, Metrics::new(&mut registry));
+    let appender = Appender::start(pool.clone(), 1, 1024, Metrics::new(&mut registry));
 
     appender
         .append(
@@ -128,4 +132,80 @@ async fn queued_appends_share_a_statement_and_a_conflict_fails_only_its_own() {
     );
     // Each event's outbox row was written with it, and no other.
     assert_eq!(db.scalar("SELECT count(*) FROM outbox").await, 4);
+}
+
+#[tokio::test]
+async fn a_full_append_queue_answers_503_overloaded_and_appends_nothing_for_it() {
+    let db = TestDb::create().await;
+    let mut config = config(&db.url, "127.0.0.1:1", &testkit::unique_topic(), false);
+    // One writer, one append waiting for it at most (and one the dispatcher holds).
+    config.append_writers = 1;
+    config.append_queue = 1;
+    let app = TestApp::spawn_with(config).await;
+    let before = db.scalar("SELECT count(*) FROM events").await;
+
+    // The writer's statement waits for this lock.
+    let mut blocker = db.connect().await;
+    let mut lock = blocker.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE events IN SHARE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+    let create = |app: &TestApp| {
+        let (client, url) = (app.client().clone(), app.url("/v1/locations"));
+        async move {
+            testkit::api::post(
+                &client,
+                &url,
+                &admin(),
+                &[],
+                &testkit::api::location_body("Olympia", 10),
+            )
+            .await
+        }
+    };
+    let first = tokio::spawn(create(&app));
+    eventually(Duration::from_secs(10), "the writer to wait", || async {
+        let waiting = db
+            .scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO events%'",
+            )
+            .await;
+        (waiting == 1).then_some(())
+    })
+    .await;
+    let more: Vec<_> = (0..12).map(|_| tokio::spawn(create(&app))).collect();
+    // The overloaded ones are answered at once, while the lock still holds.
+    let mut answers = Vec::new();
+    let mut waiting = Vec::new();
+    for request in more {
+        match tokio::time::timeout(Duration::from_secs(5), request).await {
+            Ok(answer) => answers.push(answer.expect("task")),
+            Err(_) => waiting.push(()),
+        }
+    }
+    let overloaded: Vec<_> = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(
+        overloaded.len() >= 10,
+        "{} of 12 answered overloaded; {} still waiting",
+        overloaded.len(),
+        waiting.len()
+    );
+    for answer in &overloaded {
+        assert_eq!(answer.code(), "overloaded", "{}", answer.body);
+        assert_eq!(answer.headers["retry-after"], "1");
+    }
+    lock.commit().await.expect("release");
+    assert_eq!(first.await.expect("task").status, StatusCode::CREATED);
+    // Only what was accepted was appended.
+    let accepted = 1 + 12 - overloaded.len() as i64;
+    eventually(Duration::from_secs(10), "the waiting appends", || async {
+        (db.scalar("SELECT count(*) FROM events").await == before + accepted).then_some(())
+    })
+    .await;
+    app.stop().await;
 }

@@ -100,15 +100,18 @@ async fn each_services_database_user_is_refused_what_is_not_its_own() {
         (COMMAND, "DROP TRIGGER events_chain ON events"),
         (COMMAND, "UPDATE append_receipts SET hashes = '{}'"),
         (COMMAND, "DELETE FROM append_receipts"),
-        (COMMAND, "INSERT INTO redactions (position, aggregate_type, aggregate_id, sequence, reason, redacted_digest) VALUES (1, 'x', 'x', 1, 'x', '')"),
+        (COMMAND, "INSERT INTO redactions (position, aggregate_type, aggregate_id, sequence, reason, redacted_hash) VALUES (1, 'x', 'x', 1, 'x', '')"),
         (COMMAND, "UPDATE read_models.booking_view SET status = 'confirmed'"),
         (COMMAND, "CREATE TABLE public.intruder (id int)"),
+        (COMMAND, "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, payload, current_snapshot) VALUES ('x', 'x', 1, '{}', 1)"),
+        (COMMAND, "SELECT * FROM redactions"),
         // The projector reads the store and writes read models only.
         (PROJECTOR, "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) VALUES ('location', 'l2', 1, 'x', '1.0', '{}', '{}')"),
         (PROJECTOR, "DELETE FROM outbox"),
         (PROJECTOR, "SELECT * FROM user_keys"),
         (PROJECTOR, "UPDATE booking_sagas SET step = 'done'"),
         (PROJECTOR, "ALTER TABLE events DISABLE TRIGGER events_append_only"),
+        (PROJECTOR, "SELECT * FROM redactions"),
         // query-api reads; it writes nothing but its rebuild requests.
         (QUERY, "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) VALUES ('location', 'l3', 1, 'x', '1.0', '{}', '{}')"),
         (QUERY, "ALTER TABLE events DISABLE TRIGGER events_append_only"),
@@ -118,11 +121,14 @@ async fn each_services_database_user_is_refused_what_is_not_its_own() {
         (QUERY, "DELETE FROM read_models.event_view"),
         (QUERY, "DROP TABLE read_models.booking_view"),
         (QUERY, "UPDATE read_models.projection_status SET applied_events = 0"),
+        (QUERY, "SELECT * FROM store_identity"),
         // The payment gateway keeps to its own books.
         (PAYMENTS, "SELECT * FROM public.events"),
         (PAYMENTS, "SELECT * FROM public.user_keys"),
         (PAYMENTS, "DELETE FROM payment_gateway.payment_intents"),
         (PAYMENTS, "ALTER TABLE payment_gateway.payment_intents ADD COLUMN note text"),
+        (PAYMENTS, "UPDATE payment_gateway.payment_methods SET card_token = 'tok_other'"),
+        (PAYMENTS, "DELETE FROM payment_gateway.payment_methods"),
     ];
     for (login, statement) in refused {
         assert_eq!(
@@ -149,4 +155,36 @@ async fn each_services_database_user_is_refused_what_is_not_its_own() {
             "{login}: {statement}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_destroyed_user_key_stays_destroyed_whoever_asks() {
+    let db = TestDb::create().await;
+    migrated(&db).await;
+    roles::ensure_logins().await;
+    sqlx::query(
+        "INSERT INTO user_keys (key_id, user_id, secret)
+         VALUES ('0192e4d2-0000-7000-8000-0000000000aa', 'zelda', decode(repeat('ab', 32), 'hex'))",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let destroy =
+        "UPDATE user_keys SET secret = NULL, destroyed_at = now() WHERE user_id = 'zelda'";
+    let restore =
+        "UPDATE user_keys SET secret = decode(repeat('ab', 32), 'hex'), destroyed_at = NULL
+                    WHERE user_id = 'zelda'";
+    // Changing a live key's secret is refused as well: a key is made and destroyed, nothing else.
+    let change =
+        "UPDATE user_keys SET secret = decode(repeat('cd', 32), 'hex') WHERE user_id = 'zelda'";
+    use roles::COMMAND;
+    assert_eq!(run_as(&db, COMMAND, change).await, Err("23000".to_owned()));
+    assert_eq!(run_as(&db, COMMAND, destroy).await, Ok(()));
+    assert_eq!(run_as(&db, COMMAND, restore).await, Err("23000".to_owned()));
+    // Not even the owner brings it back (short of dropping the trigger, which shows).
+    let owner = sqlx::query(restore).execute(&db.pool).await.unwrap_err();
+    assert_eq!(
+        owner.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("23000")
+    );
 }

@@ -111,6 +111,46 @@ pub struct RequestBooking {
     pub contact: Option<SealedContact>,
     /// The time of the request.
     pub now: DateTime<Utc>,
+    /// Seats the user holds on the event now (their pending bookings), and the most
+    /// they may hold at once (`None`: no cap).
+    pub holds: Holds,
+}
+
+/// A user's seat holds on one event, against the cap of a fair sale.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holds {
+    /// Seats held now by the user's pending bookings.
+    pub held: u32,
+    /// The most one user may hold at once; `None` turns the cap off.
+    pub max: Option<u32>,
+}
+
+/// Why a booking request would be refused, before anything is asked of the payment
+/// gateway; `None` when it would be taken. [`Booking`] applies the same rule.
+pub fn refusal(
+    event: Option<&EventSummary>,
+    seats: u32,
+    holds: Holds,
+    now: DateTime<Utc>,
+) -> Option<BookingError> {
+    let Some(event) = event else {
+        return Some(BookingError::EventNotFound);
+    };
+    if event.cancelled {
+        return Some(BookingError::EventCancelled);
+    }
+    if event.starts_at <= now {
+        return Some(BookingError::EventStarted);
+    }
+    match holds.max {
+        Some(max) if holds.held.saturating_add(seats) > max => {
+            Some(BookingError::TooManyHeldSeats {
+                held: holds.held,
+                max,
+            })
+        }
+        _ => None,
+    }
 }
 
 /// Who asks for a cancellation.
@@ -254,6 +294,14 @@ pub enum BookingError {
     /// Only a cancelled booking is refunded.
     #[error("the booking is {0}, not cancelled")]
     NotCancelled(&'static str),
+    /// The user would hold more seats of the event at once than one user may.
+    #[error("you hold {held} seats of this event in pending bookings; at most {max} at once")]
+    TooManyHeldSeats {
+        /// Held now.
+        held: u32,
+        /// The cap.
+        max: u32,
+    },
 }
 
 impl DomainError for BookingError {
@@ -266,7 +314,8 @@ impl DomainError for BookingError {
             | Self::NotConfirmed(_)
             | Self::AlreadyCancelled
             | Self::NotPending(_)
-            | Self::NotCancelled(_) => ErrorKind::Conflict,
+            | Self::NotCancelled(_)
+            | Self::TooManyHeldSeats { .. } => ErrorKind::Conflict,
         }
     }
 
@@ -280,6 +329,7 @@ impl DomainError for BookingError {
             Self::AlreadyCancelled => "already_cancelled",
             Self::NotPending(_) => "booking_not_pending",
             Self::NotCancelled(_) => "booking_not_cancelled",
+            Self::TooManyHeldSeats { .. } => "too_many_held_seats",
         }
     }
 }
@@ -451,14 +501,11 @@ impl Booking {
         if self.state.is_some() {
             return Err(BookingError::AlreadyExists);
         }
-        let event = request.event.ok_or(BookingError::EventNotFound)?;
-        if event.cancelled {
-            return Err(BookingError::EventCancelled);
-        }
-        if event.starts_at <= request.now {
-            return Err(BookingError::EventStarted);
-        }
         let seats = request.seats.get();
+        if let Some(refused) = refusal(request.event.as_ref(), seats, request.holds, request.now) {
+            return Err(refused);
+        }
+        let event = request.event.ok_or(BookingError::EventNotFound)?;
         Ok(BookingFact::BookingRequested {
             event_id: event.event_id,
             user_id: request.user_id,
@@ -506,6 +553,7 @@ mod tests {
             payment_method: "pm_1".into(),
             contact: None,
             now: now(),
+            holds: Holds::default(),
         }
     }
 
@@ -577,6 +625,27 @@ mod tests {
                 ..request()
             }))
             .then_expect_error(BookingError::EventCancelled);
+    }
+
+    #[test]
+    fn a_user_holds_at_most_the_cap_of_seats_at_once_and_no_cap_means_none() {
+        let with = |held, max| RequestBooking {
+            holds: Holds { held, max },
+            ..request()
+        };
+        // 3 seats asked for.
+        Given::with(())
+            .given_no_previous_events()
+            .when(BookingCommand::RequestBooking(with(7, Some(10))))
+            .then_expect_events(vec![requested()]);
+        Given::with(())
+            .given_no_previous_events()
+            .when(BookingCommand::RequestBooking(with(8, Some(10))))
+            .then_expect_error(BookingError::TooManyHeldSeats { held: 8, max: 10 });
+        Given::with(())
+            .given_no_previous_events()
+            .when(BookingCommand::RequestBooking(with(500, None)))
+            .then_expect_events(vec![requested()]);
     }
 
     #[test]

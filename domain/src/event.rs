@@ -5,9 +5,11 @@
 //!   of at most that hall's (the hall's by default); it ends after it starts and starts
 //!   in the future.
 //! - The ledger: `seats_held + seats_sold <= capacity`, always. A booking appears in the
-//!   ledger at most once: its seats are reserved (or refused) at most once, sold at most
-//!   once and released at most once. Repeating a ledger command is a no-op, which is what
-//!   makes the saga steps idempotent.
+//!   ledger at most once: its seats are reserved at most once, sold at most once and
+//!   released at most once. Repeating a ledger command is a no-op, which is what makes
+//!   the saga steps idempotent. A reservation that cannot be had is refused as an error
+//!   and leaves no fact on the event (its booking's rejection records it), so a sold-out
+//!   event's stream does not grow with every request that comes too late.
 //! - A cancelled event takes no new reservations; what it holds or sold is released by
 //!   the saga that refunds the bookings.
 //!
@@ -228,7 +230,8 @@ pub enum EventFact {
         /// Counts after the hold.
         counts: SeatCounts,
     },
-    /// A booking's request for seats was refused.
+    /// A booking's request for seats was refused. No longer recorded (see
+    /// [`EventError::SeatsRefused`]); kept to read the history written before.
     SeatsRefused {
         /// The booking.
         booking_id: Uuid,
@@ -317,6 +320,10 @@ pub enum EventError {
     /// Seats can be sold only from a hold.
     #[error("booking {0} holds no seats to sell")]
     NotHeld(Uuid),
+    /// A reservation was refused. Nothing is recorded on the event: the booking's own
+    /// stream records its rejection, so refused requests do not grow the event's.
+    #[error("no seats for the booking: {0:?}")]
+    SeatsRefused(RefusalReason),
 }
 
 impl DomainError for EventError {
@@ -326,7 +333,8 @@ impl DomainError for EventError {
             Self::AlreadyExists
             | Self::AlreadyCancelled
             | Self::AlreadyEnded
-            | Self::NotHeld(_) => ErrorKind::Conflict,
+            | Self::NotHeld(_)
+            | Self::SeatsRefused(_) => ErrorKind::Conflict,
             Self::UnknownLocation
             | Self::UnknownHall(_)
             | Self::CapacityExceedsHall { .. }
@@ -347,6 +355,8 @@ impl DomainError for EventError {
             Self::AlreadyCancelled => "already_cancelled",
             Self::AlreadyEnded => "event_ended",
             Self::NotHeld(_) => "seats_not_held",
+            Self::SeatsRefused(RefusalReason::SoldOut) => "sold_out",
+            Self::SeatsRefused(RefusalReason::EventCancelled) => "event_cancelled",
         }
     }
 }
@@ -476,18 +486,13 @@ impl Event {
                 } else {
                     None
                 };
-                Ok(vec![match refusal {
-                    Some(reason) => EventFact::SeatsRefused {
-                        booking_id,
-                        seats,
-                        reason,
-                        counts: self.counts(),
-                    },
-                    None => EventFact::SeatsReserved {
-                        booking_id,
-                        seats,
-                        counts: self.counts_after(i64::from(seats), 0),
-                    },
+                if let Some(reason) = refusal {
+                    return Err(EventError::SeatsRefused(reason));
+                }
+                Ok(vec![EventFact::SeatsReserved {
+                    booking_id,
+                    seats,
+                    counts: self.counts_after(i64::from(seats), 0),
                 }])
             }
             EventCommand::SellSeats { booking_id } => match self.ledger.get(&booking_id) {
@@ -820,12 +825,7 @@ mod tests {
         Given::with(())
             .given(vec![scheduled(), reserved(1, 8, counts(8, 0))])
             .when(reserve(2, 3))
-            .then_expect_events(vec![EventFact::SeatsRefused {
-                booking_id: booking(2),
-                seats: 3,
-                reason: RefusalReason::SoldOut,
-                counts: counts(8, 0),
-            }]);
+            .then_expect_error(EventError::SeatsRefused(RefusalReason::SoldOut));
     }
 
     #[test]
@@ -836,12 +836,7 @@ mod tests {
                 EventFact::EventCancelled { reason: n("storm") },
             ])
             .when(reserve(1, 1))
-            .then_expect_events(vec![EventFact::SeatsRefused {
-                booking_id: booking(1),
-                seats: 1,
-                reason: RefusalReason::EventCancelled,
-                counts: counts(0, 0),
-            }]);
+            .then_expect_error(EventError::SeatsRefused(RefusalReason::EventCancelled));
     }
 
     #[test]
@@ -853,7 +848,7 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_booking_stays_refused_even_when_seats_come_back() {
+    fn a_booking_refused_in_history_stays_refused_even_when_seats_come_back() {
         let refused = EventFact::SeatsRefused {
             booking_id: booking(2),
             seats: 5,

@@ -74,6 +74,8 @@ pub struct NewBookingSaga {
     pub booking_id: String,
     /// Its event.
     pub event_id: String,
+    /// Who booked (their held seats are counted against the per-user cap).
+    pub user_id: String,
     /// Seats asked for.
     pub seats: u32,
     /// What the payment is for, in minor units.
@@ -100,6 +102,7 @@ impl Reacts for BookingFact {
         match self {
             Self::BookingRequested {
                 event_id,
+                user_id,
                 seats,
                 amount_cents,
                 currency,
@@ -108,6 +111,7 @@ impl Reacts for BookingFact {
             } => vec![Reaction::StartBookingSaga(NewBookingSaga {
                 booking_id,
                 event_id: event_id.to_string(),
+                user_id: user_id.clone(),
                 seats: *seats,
                 amount_cents: *amount_cents,
                 currency: currency.as_str().to_owned(),
@@ -266,6 +270,7 @@ mod tests {
             vec![Reaction::StartBookingSaga(NewBookingSaga {
                 booking_id: BOOKING.into(),
                 event_id: EVENT.into(),
+                user_id: "alice".into(),
                 seats: 3,
                 amount_cents: 7500,
                 currency: "EUR".into(),

@@ -97,6 +97,22 @@ pub fn needs_upcast(event_type: &str, event_version: &str) -> bool {
         .any(|u| u.can_upcast(event_type, event_version))
 }
 
+/// The version this build writes of a fact type.
+pub fn current_version(event_type: &str) -> &'static str {
+    match event_type {
+        "BookingRequested" => crate::booking::BOOKING_REQUESTED_VERSION,
+        _ => crate::FACT_VERSION,
+    }
+}
+
+/// Whether this build can read a stored fact of this type and version: the version it
+/// writes, or an older one it has an upcaster for. A newer version (written by a newer
+/// build during a rolling deploy) is not guessed at: readers park it until a build that
+/// knows it comes.
+pub fn readable(event_type: &str, event_version: &str) -> bool {
+    event_version == current_version(event_type) || needs_upcast(event_type, event_version)
+}
+
 /// The payload of a stored fact as the current code expects it.
 pub fn upcast(event_type: String, event_version: String, payload: Value) -> Value {
     let event = SerializedEvent::new(
@@ -113,6 +129,17 @@ pub fn upcast(event_type: String, event_version: String, payload: Value) -> Valu
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn this_build_reads_its_own_versions_and_older_ones_it_can_upcast_not_newer_ones() {
+        use super::readable;
+        assert!(readable("BookingRequested", "3.0"));
+        assert!(readable("BookingRequested", "2.0"));
+        assert!(readable("BookingRequested", "1.0"));
+        assert!(!readable("BookingRequested", "4.0"));
+        assert!(readable("HallAdded", "1.0"));
+        assert!(!readable("HallAdded", "2.0"));
+    }
+
     use super::*;
     use crate::booking::{Booking, BookingFact};
     use cqrs_es::{Aggregate, DomainEvent};

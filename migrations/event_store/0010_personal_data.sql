@@ -31,38 +31,70 @@ UPDATE booking_sagas
 
 -- 3. The card tokens already in the store. They cannot stay (nothing could ever erase
 --    them) and they cannot be removed silently (that is what the hash chain exists to
---    show). So they are redacted in the open: each BookingRequested that holds one loses
---    the field, its stored hash is kept as it was (so the chain still links), and a row
---    of `redactions` records what was done, when, why, and the digest of the payload as
---    it now is. Verification accepts a redacted event when its payload matches that
---    digest, and reports it as redacted; any other change to it is still tampering. An
---    export taken before this migration holds the old payloads with the same hashes, so
---    it can be checked against this record.
+--    show). So they are redacted in the open:
+--    - each BookingRequested of before 3.0 loses its `card_token` field, and the
+--      request fingerprint of its metadata (a hash of the request body, card included);
+--    - its stored hash stays as it was, so the next event of its stream still links to
+--      it and the append receipts still name it;
+--    - `redactions` records, per event, the hash its content would have now (the same
+--      function, the same predecessor, the redacted payload and metadata);
+--    - and one fact, `EventsRedacted` on the stream store/redactions, appended here
+--      through the chain and the outbox like any other, names every redacted event and
+--      that hash. Verification accepts a redacted event only when its content hashes to
+--      what that fact recorded for it; any other change to it is still tampering.
 CREATE TABLE redactions
 (
-    position        bigint PRIMARY KEY,
-    aggregate_type  text        NOT NULL,
-    aggregate_id    text        NOT NULL,
-    sequence        bigint      NOT NULL,
-    reason          text        NOT NULL,
-    redacted_at     timestamptz NOT NULL DEFAULT now(),
-    -- sha256 of payload::text as it is after the redaction
-    redacted_digest bytea       NOT NULL
+    position       bigint PRIMARY KEY,
+    aggregate_type text        NOT NULL,
+    aggregate_id   text        NOT NULL,
+    sequence       bigint      NOT NULL,
+    reason         text        NOT NULL,
+    redacted_at    timestamptz NOT NULL DEFAULT now(),
+    -- boxoffice_event_hash of the event as it is after the redaction
+    redacted_hash  bytea       NOT NULL
 );
 
 ALTER TABLE events DISABLE TRIGGER events_append_only;
 
 WITH redacted AS (
     UPDATE events
-       SET payload = jsonb_set(payload, '{BookingRequested}', (payload -> 'BookingRequested') - 'card_token')
+       SET payload  = jsonb_set(payload, '{BookingRequested}', (payload -> 'BookingRequested') - 'card_token'),
+           metadata = metadata - 'request_fingerprint'
      WHERE event_type = 'BookingRequested'
+       AND event_version IN ('1.0', '2.0')
        AND payload -> 'BookingRequested' ? 'card_token'
-    RETURNING position, aggregate_type, aggregate_id, sequence, payload)
-INSERT INTO redactions (position, aggregate_type, aggregate_id, sequence, reason, redacted_digest)
-SELECT position, aggregate_type, aggregate_id, sequence, 'card_token', sha256(convert_to(payload::text, 'UTF8'))
-  FROM redacted;
+    RETURNING aggregate_type, aggregate_id, sequence, position, event_type, event_version, payload, metadata)
+INSERT INTO redactions (position, aggregate_type, aggregate_id, sequence, reason, redacted_hash)
+SELECT r.position, r.aggregate_type, r.aggregate_id, r.sequence, 'card_token',
+       boxoffice_event_hash(previous.hash, r.aggregate_type, r.aggregate_id, r.sequence, r.position,
+                            r.event_type, r.event_version, r.payload, r.metadata)
+  FROM redacted r
+  LEFT JOIN events previous
+         ON previous.aggregate_type = r.aggregate_type AND previous.aggregate_id = r.aggregate_id
+        AND previous.sequence = r.sequence - 1;
 
 ALTER TABLE events ENABLE TRIGGER events_append_only;
+
+INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+SELECT 'store', 'redactions',
+       1 + coalesce((SELECT max(sequence) FROM events WHERE aggregate_type = 'store' AND aggregate_id = 'redactions'), 0),
+       'EventsRedacted', '1.0',
+       jsonb_build_object('EventsRedacted', jsonb_build_object(
+               'reason', 'card_token',
+               'migration', '0010_personal_data',
+               'events', jsonb_agg(jsonb_build_object('position', position, 'hash', encode(redacted_hash, 'hex'))
+                                   ORDER BY position))),
+       jsonb_build_object('user_id', 'system:migration', 'correlation_id', 'migration-0010',
+                          'causation_id', 'migration-0010',
+                          'recorded_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+  FROM redactions
+HAVING count(*) > 0;
+
+-- The fingerprints of the requests whose keys are still remembered hash their bodies,
+-- cards included; from now on a fingerprint is keyed (HMAC). A retry of a request made
+-- before this migration is answered 422 idempotency_key_reused (keys live 24 hours).
+UPDATE idempotency_keys
+   SET request_fingerprint = 'redacted';
 
 -- 4. Who this store is, for the payment gateway's books: the intents boxoffice creates
 --    carry it, and the reconciliation sweep only ever touches intents that do (a gateway

@@ -29,18 +29,49 @@ GRANT SELECT ON _sqlx_migrations TO boxoffice_command, boxoffice_projector, boxo
 -- command-api: appends events (never updates, deletes or truncates them), writes what
 -- the command side owns (sagas, keys, the outbox and its receipts, user keys).
 GRANT SELECT, INSERT ON events TO boxoffice_command;
-GRANT SELECT, INSERT, UPDATE ON snapshots TO boxoffice_command;
+GRANT SELECT ON snapshots TO boxoffice_command;
 GRANT SELECT, INSERT, DELETE ON outbox TO boxoffice_command;
 GRANT SELECT, INSERT ON append_receipts TO boxoffice_command;
 GRANT SELECT, INSERT, DELETE ON idempotency_keys TO boxoffice_command;
 GRANT SELECT, INSERT, UPDATE ON booking_sagas, event_cancellation_sagas TO boxoffice_command;
 GRANT SELECT, INSERT, UPDATE ON user_keys TO boxoffice_command;
-GRANT SELECT ON store_identity, redactions TO boxoffice_command;
+GRANT SELECT ON store_identity TO boxoffice_command;
 
 -- projector: reads the store (its sweep, gap filling, rebuilds).
-GRANT SELECT ON events, redactions TO boxoffice_projector;
+GRANT SELECT ON events TO boxoffice_projector;
 
 -- query-api: reads the store for the audit (history, state, verify, export), and the
 -- user keys to open contact data for whoever may see it. Writes nothing here.
-GRANT SELECT ON events, outbox, append_receipts, redactions, store_identity, user_keys
-    TO boxoffice_query;
+GRANT SELECT ON events, outbox, append_receipts, redactions, user_keys TO boxoffice_query;
+
+-- A destroyed key stays destroyed: its secret may go from a value to NULL, never back
+-- (an UPDATE that would restore one, by a service or by a bug, fails). Integrity of
+-- the table itself, not policy: when to destroy is command-api's decision.
+CREATE FUNCTION boxoffice_user_keys_one_way() RETURNS trigger
+    LANGUAGE plpgsql AS
+$$
+BEGIN
+    IF OLD.secret IS NULL AND NEW.secret IS NOT NULL THEN
+        RAISE EXCEPTION 'user key % was destroyed; it cannot be restored', OLD.key_id
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    IF NEW.key_id <> OLD.key_id OR NEW.user_id <> OLD.user_id THEN
+        RAISE EXCEPTION 'a user key keeps its id and its user'
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    IF OLD.secret IS NOT NULL AND NEW.secret IS NOT NULL AND NEW.secret <> OLD.secret THEN
+        RAISE EXCEPTION 'a user key''s secret never changes; it is only destroyed'
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER user_keys_one_way
+    BEFORE UPDATE ON user_keys
+    FOR EACH ROW
+EXECUTE FUNCTION boxoffice_user_keys_one_way();
+
+-- Nobody but the owner makes objects in the store's schema (PostgreSQL 15 already
+-- denies it by default; a database upgraded from an older one may still allow it).
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;

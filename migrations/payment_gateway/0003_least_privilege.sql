@@ -13,5 +13,7 @@ $$;
 
 GRANT USAGE ON SCHEMA payment_gateway TO boxoffice_payments;
 GRANT SELECT ON _sqlx_migrations TO boxoffice_payments;
-GRANT SELECT, INSERT, UPDATE ON payment_intents, payment_methods TO boxoffice_payments;
+GRANT SELECT, INSERT, UPDATE ON payment_intents TO boxoffice_payments;
+-- A payment method never changes once made.
+GRANT SELECT, INSERT ON payment_methods TO boxoffice_payments;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA payment_gateway TO boxoffice_payments;

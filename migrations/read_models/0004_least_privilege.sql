@@ -23,6 +23,26 @@ GRANT USAGE ON SCHEMA read_models TO boxoffice_projector, boxoffice_query;
 GRANT CREATE ON SCHEMA read_models TO boxoffice_projector;
 GRANT SELECT ON _sqlx_migrations TO boxoffice_projector, boxoffice_query;
 
+-- Handing a table to a role takes being a member of it (unless a superuser runs this,
+-- as the local stack and compose do; a managed database's owner is not one).
+GRANT boxoffice_projector TO CURRENT_USER;
+
+-- A rebuild cut short by the upgrade leaves its fresh table, owned by whoever ran the
+-- projector before; the projector's role could not drop it. The rebuild is marked
+-- failed on the projector's next start anyway: its table goes.
+DO
+$$
+    DECLARE
+        leftover text;
+    BEGIN
+        FOR leftover IN SELECT tablename FROM pg_tables
+                         WHERE schemaname = current_schema() AND tablename LIKE '%\_\_rebuild'
+            LOOP
+                EXECUTE format('DROP TABLE %I', leftover);
+            END LOOP;
+    END
+$$;
+
 ALTER TABLE location_view OWNER TO boxoffice_projector;
 ALTER TABLE event_view OWNER TO boxoffice_projector;
 ALTER TABLE booking_view OWNER TO boxoffice_projector;

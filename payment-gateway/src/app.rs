@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use platform::db::PAYMENT_GATEWAY_SCHEMA;
 use platform::http::ReadinessCheck;
+use platform::server::ServerLimits;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -51,6 +52,7 @@ pub struct Application {
     metrics: Metrics,
     api_key: Option<ApiKey>,
     latency: Duration,
+    http: ServerLimits,
 }
 
 impl Application {
@@ -72,6 +74,7 @@ impl Application {
             metrics,
             api_key: config.api_key.as_deref().map(ApiKey::new),
             latency: config.latency,
+            http: config.http,
         })
     }
 
@@ -95,10 +98,9 @@ impl Application {
             shutdown: shutdown.clone(),
         }));
         let readiness = vec![ReadinessCheck::database("database", self.pool)];
-        let router = routes::router(state, self.registry, readiness);
+        let router = routes::router(state, self.registry, readiness, &self.http);
         tracing::info!(addr = %listener.local_addr()?, "payment-gateway listening");
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
+        platform::server::serve(listener, router, &self.http, shutdown)
             .await
             .context("HTTP server failed")?;
         tracing::info!("payment-gateway stopped");

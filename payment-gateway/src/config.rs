@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use platform::config::{parse_or, required, var_or};
+use platform::server::ServerLimits;
 
 use crate::faults::MAX_LATENCY_MS;
 
@@ -23,6 +24,9 @@ pub struct Config {
     pub latency: Duration,
     /// `PAYMENT_DB_MAX_CONNECTIONS` (default 16).
     pub db_max_connections: u32,
+    /// The HTTP server's bounds (`HTTP_*`, see `platform::server`). A request the
+    /// faults leave hanging ends at the request timeout (503), or at shutdown.
+    pub http: ServerLimits,
 }
 
 impl std::fmt::Debug for Config {
@@ -33,6 +37,7 @@ impl std::fmt::Debug for Config {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("latency", &self.latency)
             .field("db_max_connections", &self.db_max_connections)
+            .field("http", &self.http)
             .finish()
     }
 }
@@ -48,6 +53,7 @@ impl Config {
             api_key: None,
             latency: Duration::ZERO,
             db_max_connections: 16,
+            http: ServerLimits::default(),
         }
     }
 
@@ -66,6 +72,7 @@ impl Config {
             api_key: (!api_key.is_empty()).then_some(api_key),
             latency: Duration::from_millis(latency_ms),
             db_max_connections: parse_or("PAYMENT_DB_MAX_CONNECTIONS", d.db_max_connections)?,
+            http: ServerLimits::from_env()?,
             ..d
         })
     }

@@ -18,7 +18,7 @@ enum Command {
     /// Run the gateway (the default).
     Serve,
     /// Apply the gateway's migrations to its schema, as the owner
-    /// (MIGRATION_DATABASE_URL, else PAYMENT_DATABASE_URL), then exit.
+    /// (MIGRATION_PAYMENT_DATABASE_URL, else PAYMENT_DATABASE_URL), then exit.
     Migrate,
 }
 
@@ -27,12 +27,7 @@ async fn main() -> anyhow::Result<()> {
     let command = Cli::parse().command.unwrap_or(Command::Serve);
     platform::telemetry::init();
     if let Command::Migrate = command {
-        let url = platform::db::migration_url("PAYMENT_DATABASE_URL")?;
-        let pool =
-            platform::db::connect_in_schema(&url, platform::db::PAYMENT_GATEWAY_SCHEMA, 2).await?;
-        platform::db::migrate_payment_gateway(&pool).await?;
-        println!("payment gateway migrated");
-        return Ok(());
+        return platform::db::Migrations::PaymentGateway.run().await;
     }
     let config = Config::from_env()?;
     tracing::info!(?config, "starting payment-gateway");

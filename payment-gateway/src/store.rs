@@ -308,11 +308,11 @@ pub async fn payment_method_by_id(pool: &PgPool, id: &str) -> sqlx::Result<Optio
 }
 
 /// The card token of payment method `id`, `None` when there is no such payment method.
-/// Meant for the transaction that then records the intent ([`create`]): the row is
-/// locked `FOR SHARE` until it ends, so the token read is the one the intent is
+/// A payment method never changes once made (the gateway's role may not update or
+/// delete one), so no lock is needed for the token read to be the one the intent is
 /// authorized and recorded with.
 pub async fn card_token(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT card_token FROM payment_methods WHERE id = $1 FOR SHARE")
+    sqlx::query_scalar("SELECT card_token FROM payment_methods WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await

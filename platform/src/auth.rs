@@ -5,8 +5,9 @@
 //! `email` and `name` (personal data: a booking keeps them encrypted). The rules
 //! ([`JwtRules`]): a token not yet valid (`nbf`) or expired is refused, with no leeway;
 //! `BOXOFFICE_JWT_ISSUER` and `BOXOFFICE_JWT_AUDIENCE`, when set, must match `iss` and
-//! `aud`; a token may live at most `BOXOFFICE_JWT_MAX_TTL_SECS` (from its `iat`, or from
-//! now when it has none); a secret shorter than 32 bytes stops the service at start-up.
+//! `aud`; a token may live at most `BOXOFFICE_JWT_MAX_TTL_SECS` (from the earlier of its
+//! `iat` and now; an `iat` more than a minute ahead is refused); a secret shorter than
+//! 32 bytes stops the service at start-up.
 //!
 //! A token that is missing, malformed, badly signed or breaks a rule is a 401 with
 //! `WWW-Authenticate: Bearer` and a message of ours (never the library's); a valid
@@ -14,6 +15,9 @@
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How far in the future a token's `iat` may be (the issuer's clock may run ahead).
+const IAT_SKEW_SECS: u64 = 60;
 
 use anyhow::ensure;
 use axum::extract::{FromRef, FromRequestParts};
@@ -233,24 +237,35 @@ impl Jwt {
                 "the token's sub must be 1 to 200 bytes",
             ));
         }
+        // A token issued "in the future" would stretch its lifetime past the limit (the
+        // lifetime counts from the earlier of `iat` and now); beyond a minute of clock
+        // skew it is refused.
+        let now = now_secs();
+        if claims.iat.is_some_and(|iat| iat > now + IAT_SKEW_SECS) {
+            return Err(ApiError::unauthorized("the token was issued in the future"));
+        }
         let lifetime = claims
             .exp
-            .saturating_sub(claims.iat.unwrap_or_else(now_secs));
+            .saturating_sub(claims.iat.map_or(now, |iat| iat.min(now)));
         if lifetime > self.0.rules.max_ttl.as_secs() {
             return Err(ApiError::unauthorized(format!(
                 "the token lives longer than the {} s allowed",
                 self.0.rules.max_ttl.as_secs()
             )));
         }
-        let too_long = |value: &Option<String>, max: usize| {
-            value
-                .as_deref()
-                .is_some_and(|v| v.len() > max || v.chars().any(char::is_control))
+        // Contact claims are optional data, not identity: an implausible one (too long,
+        // or with control characters) is dropped, and the token still names its user.
+        let mut claims = claims;
+        let plausible = |value: &String, max_chars: usize| {
+            value.chars().count() <= max_chars && !value.chars().any(char::is_control)
         };
-        if too_long(&claims.email, 254) || too_long(&claims.name, 200) {
-            return Err(ApiError::unauthorized(
-                "the token's email or name is not a plausible one",
-            ));
+        if claims.email.as_ref().is_some_and(|v| !plausible(v, 254)) {
+            tracing::debug!("an implausible email claim dropped");
+            claims.email = None;
+        }
+        if claims.name.as_ref().is_some_and(|v| !plausible(v, 200)) {
+            tracing::debug!("an implausible name claim dropped");
+            claims.name = None;
         }
         Ok(claims)
     }
@@ -486,6 +501,28 @@ mod tests {
             SECRET,
         );
         jwt.verify(&fine).unwrap();
+        // An iat in the future does not stretch the limit: from now, it lives too long.
+        let stretched = signed(
+            &serde_json::json!({"sub": "a", "role": "admin", "exp": now + 7200, "iat": now + 3650}),
+            SECRET,
+        );
+        assert_eq!(
+            message(jwt.verify(&stretched).unwrap_err()),
+            "the token was issued in the future"
+        );
+        let skewed = signed(
+            &serde_json::json!({"sub": "a", "role": "admin", "exp": now + 7200, "iat": now + 30}),
+            SECRET,
+        );
+        assert_eq!(
+            message(jwt.verify(&skewed).unwrap_err()),
+            "the token lives longer than the 3600 s allowed"
+        );
+        let slightly_ahead = signed(
+            &serde_json::json!({"sub": "a", "role": "admin", "exp": now + 3000, "iat": now + 30}),
+            SECRET,
+        );
+        jwt.verify(&slightly_ahead).unwrap();
     }
 
     #[test]
@@ -496,6 +533,29 @@ mod tests {
         );
         let err = service(JwtRules::default()).verify(&token).unwrap_err();
         assert_eq!(message(err), "the token is not a valid HS256 token of ours");
+    }
+
+    #[test]
+    fn an_implausible_contact_claim_is_dropped_and_the_token_still_counts() {
+        let jwt = service(JwtRules::default());
+        let now = now_secs();
+        let token = signed(
+            &serde_json::json!({"sub": "a", "role": "customer", "exp": now + 60,
+                                "email": "x".repeat(255), "name": "Zoë\u{7}"}),
+            SECRET,
+        );
+        let claims = jwt.verify(&token).unwrap();
+        assert_eq!(
+            (claims.sub.as_str(), claims.email, claims.name),
+            ("a", None, None)
+        );
+        // Limits count characters, not bytes: 200 letters of a non-Latin name fit.
+        let name = "ж".repeat(200);
+        let token = signed(
+            &serde_json::json!({"sub": "a", "role": "customer", "exp": now + 60, "name": name}),
+            SECRET,
+        );
+        assert_eq!(jwt.verify(&token).unwrap().name, Some(name));
     }
 
     #[test]

@@ -226,15 +226,52 @@ pub async fn migrate_payment_gateway(pool: &PgPool) -> anyhow::Result<()> {
     .await
 }
 
-/// The URL a `migrate` subcommand applies migrations with: `MIGRATION_DATABASE_URL`,
-/// the owner's (a service's own login user may not alter the schema), or `fallback`
-/// (the service's own URL variable) when that is not set.
-pub fn migration_url(fallback: &str) -> anyhow::Result<String> {
-    let url = crate::config::var_or("MIGRATION_DATABASE_URL", "");
-    if url.is_empty() {
-        crate::config::required(fallback)
-    } else {
-        Ok(url)
+/// What a `migrate` subcommand migrates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrations {
+    /// The event store (`command-api migrate`).
+    EventStore,
+    /// The read models (`projector migrate`, `query-api migrate`).
+    ReadModels,
+    /// The payment gateway's books (`payment-gateway migrate`).
+    PaymentGateway,
+}
+
+impl Migrations {
+    /// The variables the owner's URL is taken from, first set wins: a `MIGRATION_*`
+    /// variable of its own per database (they may be different databases, each with
+    /// its owner), then the service's own URL variables.
+    pub fn url_variables(self) -> &'static [&'static str] {
+        match self {
+            Self::EventStore => &["MIGRATION_DATABASE_URL", "DATABASE_URL"],
+            Self::ReadModels => &[
+                "MIGRATION_READ_DATABASE_URL",
+                "READ_DATABASE_URL",
+                "DATABASE_URL",
+            ],
+            Self::PaymentGateway => &["MIGRATION_PAYMENT_DATABASE_URL", "PAYMENT_DATABASE_URL"],
+        }
+    }
+
+    /// Applies what is pending, with the URL of [`Self::url_variables`]: the body of
+    /// each service's `migrate` subcommand.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let variables = self.url_variables();
+        let url = variables
+            .iter()
+            .map(|name| crate::config::var_or(name, ""))
+            .find(|url| !url.is_empty())
+            .with_context(|| format!("none of {} is set", variables.join(", ")))?;
+        match self {
+            Self::EventStore => migrate_event_store(&connect(&url, 2).await?).await?,
+            Self::ReadModels => migrate_read_models(&connect_read_models(&url, 2).await?).await?,
+            Self::PaymentGateway => {
+                let pool = connect_in_schema(&url, PAYMENT_GATEWAY_SCHEMA, 2).await?;
+                migrate_payment_gateway(&pool).await?;
+            }
+        }
+        println!("{self:?} migrated");
+        Ok(())
     }
 }
 
@@ -262,7 +299,7 @@ async fn migrate(
         format!(
             "applying {pending} pending {what} migrations failed; when this service's database \
              user may not alter the schema (as it should not), run `{command}` with the owner's \
-             URL in MIGRATION_DATABASE_URL first"
+             URL in its MIGRATION_*_URL variable first (see the README)"
         )
     })
 }

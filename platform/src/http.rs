@@ -60,6 +60,12 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// The same error, telling the client when to try again (`Retry-After`).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
     /// 401 `unauthorized`.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
@@ -190,6 +196,8 @@ pub struct JsonBody<T> {
     pub value: T,
     /// SHA-256 of method, path and canonical JSON body: two requests with the same
     /// fingerprint asked for the same thing, whatever their whitespace or key order.
+    /// Stored only keyed (see [`FingerprintKey`]): a plain hash of a body that holds a
+    /// name or an e-mail address would let anyone who reads it test guesses of them.
     pub fingerprint: String,
 }
 
@@ -230,6 +238,12 @@ where
             .map_err(|err| {
                 if is_length_limit(&err) {
                     too_large()
+                } else if crate::server::is_body_timeout(&err) {
+                    ApiError::new(
+                        crate::server::BODY_TIMEOUT,
+                        "body_timeout",
+                        "the body did not arrive in time",
+                    )
                 } else {
                     ApiError::bad_request("unreadable_body", "the body could not be read")
                 }
@@ -244,10 +258,44 @@ where
         let value = serde_path_to_error::deserialize(&json).map_err(|err| {
             let field = err.path().to_string();
             let field = if field == "." { String::new() } else { field };
-            ApiError::validation(json!([{ "field": field, "message": err.inner().to_string() }]))
+            ApiError::validation(json!([{ "field": field, "message": shape_error(err.inner()) }]))
         })?;
         Ok(Self { value, fingerprint })
     }
+}
+
+/// How a body does not fit, in serde's words but without the values the client sent
+/// (a card number in the wrong field must not come back in the answer, or reach a log):
+/// `invalid type: string "4111…", expected u32` becomes `invalid type: string, expected
+/// u32`. Field and variant names stay (they are what the client needs to fix), cut to
+/// a readable length.
+fn shape_error(err: &serde_json::Error) -> String {
+    let message = err.to_string();
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let (got, expected) = rest
+                .rfind(", expected ")
+                .map_or((rest, ""), |at| rest.split_at(at));
+            // What serde says it got: a kind ("string", "integer", "map"...), then
+            // the value, quoted; only the kind stays.
+            let kind = got.split([' ', '`', '"']).next().unwrap_or_default();
+            let kind = match kind {
+                "floating" => "floating point",
+                "unit" => "unit value",
+                other => other,
+            };
+            return format!("{prefix}{kind}{expected}");
+        }
+    }
+    const NAME_LIMIT: usize = 40;
+    for prefix in ["unknown field `", "unknown variant `"] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let (name, tail) = rest.split_once('`').unwrap_or((rest, ""));
+            let name: String = name.chars().take(NAME_LIMIT).collect();
+            return format!("{prefix}{name}`{tail}");
+        }
+    }
+    message
 }
 
 fn is_json(content_type: Option<&HeaderValue>) -> bool {
@@ -271,6 +319,42 @@ fn is_length_limit(err: &axum::Error) -> bool {
 
 /// The request fingerprint: SHA-256 over method, path and the body in canonical JSON
 /// (object keys sorted, no whitespace).
+/// The key request fingerprints are stored under: HMAC-SHA-256 keyed by a key derived
+/// from the service's secret, so a stored fingerprint says nothing about the body it
+/// was taken of to anyone without that secret.
+#[derive(Clone)]
+pub struct FingerprintKey([u8; 32]);
+
+impl FingerprintKey {
+    /// The key derived from `secret` (the JWT secret: one secret less to manage).
+    pub fn derive(secret: &str) -> Self {
+        Self(hmac_sha256(
+            secret.as_bytes(),
+            b"boxoffice request fingerprint key v1",
+        ))
+    }
+
+    /// `fingerprint` (from [`JsonBody`]) keyed, as it is stored.
+    pub fn keyed(&self, fingerprint: &str) -> String {
+        hex::encode(hmac_sha256(&self.0, fingerprint.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for FingerprintKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FingerprintKey(..)")
+    }
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    // HMAC takes a key of any length; `new_from_slice` cannot fail for it.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+/// The fingerprint of a request: method, path and canonical JSON body.
 pub fn fingerprint(method: &str, path: &str, body: &Value) -> String {
     let mut canonical = String::new();
     write_canonical(body, &mut canonical);
@@ -392,6 +476,10 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub struct ReadinessCheck {
     /// The name shown in the answer, for example `database`.
     pub name: &'static str,
+    /// Whether the service is ready only when this answers. A check that is not
+    /// required is shown in the answer (and its metric) without deciding it: the
+    /// broker, for command-api, whose outbox holds what it cannot publish yet.
+    pub required: bool,
     /// Resolves to `Err(reason)` when the dependency is not usable.
     pub check: Arc<dyn Fn() -> BoxFuture<Result<(), String>> + Send + Sync>,
 }
@@ -401,6 +489,7 @@ impl ReadinessCheck {
     pub fn database(name: &'static str, pool: sqlx::PgPool) -> Self {
         Self {
             name,
+            required: true,
             check: Arc::new(move || {
                 let pool = pool.clone();
                 Box::pin(async move {
@@ -415,10 +504,18 @@ impl ReadinessCheck {
     }
 }
 
-/// `GET /health/live` (the process answers) and `GET /health/ready` (every dependency
-/// answers; 503 naming the failing ones otherwise).
+/// How long a readiness answer is reused: probes from several load balancers and
+/// orchestrators cost the dependencies one check per second, whatever their number.
+const READINESS_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `GET /health/live` (the process answers) and `GET /health/ready` (every required
+/// dependency answers; 503 naming the failing ones otherwise; the others are shown).
+/// The answer is computed at most once a second, by one probe while the others wait
+/// for it.
 pub fn health_router<S: Clone + Send + Sync + 'static>(checks: Vec<ReadinessCheck>) -> Router<S> {
     let checks = Arc::new(checks);
+    let cache: Arc<tokio::sync::Mutex<Option<(std::time::Instant, StatusCode, Value)>>> =
+        Arc::default();
     Router::new()
         .route(
             "/health/live",
@@ -427,43 +524,101 @@ pub fn health_router<S: Clone + Send + Sync + 'static>(checks: Vec<ReadinessChec
         .route(
             "/health/ready",
             get(move || {
-                let checks = checks.clone();
+                let (checks, cache) = (checks.clone(), cache.clone());
                 async move {
-                    let mut report = serde_json::Map::new();
-                    let mut ready = true;
-                    for check in checks.iter() {
-                        let outcome = tokio::time::timeout(
-                            std::time::Duration::from_secs(3),
-                            (check.check)(),
-                        )
-                        .await
-                        .unwrap_or_else(|_| Err("timed out after 3s".into()));
-                        let value = match outcome {
-                            Ok(()) => Value::from("ok"),
-                            Err(reason) => {
-                                ready = false;
-                                Value::from(reason)
-                            }
-                        };
-                        report.insert(check.name.to_owned(), value);
+                    let mut cached = cache.lock().await;
+                    if let Some((at, status, body)) = cached.as_ref() {
+                        if at.elapsed() < READINESS_CACHE {
+                            return (*status, Json(body.clone()));
+                        }
                     }
-                    let status = if ready {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    };
-                    let body = json!({
-                        "status": if ready { "ready" } else { "not_ready" },
-                        "checks": report,
-                    });
+                    let (status, body) = readiness(&checks).await;
+                    *cached = Some((std::time::Instant::now(), status, body.clone()));
                     (status, Json(body))
                 }
             }),
         )
 }
 
+async fn readiness(checks: &[ReadinessCheck]) -> (StatusCode, Value) {
+    let mut report = serde_json::Map::new();
+    let mut ready = true;
+    for check in checks {
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(3), (check.check)())
+            .await
+            .unwrap_or_else(|_| Err("timed out after 3s".into()));
+        let value = match outcome {
+            Ok(()) => Value::from("ok"),
+            Err(reason) => {
+                ready &= !check.required;
+                Value::from(reason)
+            }
+        };
+        report.insert(check.name.to_owned(), value);
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": report,
+    });
+    (status, body)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_shape_error_names_the_kind_of_value_never_the_value() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Dto {
+            seats: u32,
+            mode: Mode,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Mode {
+            Card,
+        }
+        let message = |body: Value| shape_error(&serde_json::from_value::<Dto>(body).unwrap_err());
+        let secret = "4111111111111111";
+        for (body, expected) in [
+            (
+                json!({"seats": secret, "mode": "card"}),
+                "invalid type: string, expected u32",
+            ),
+            (
+                json!({"seats": -4_111_111_111_111_111_i64, "mode": "card"}),
+                "invalid value: integer, expected u32",
+            ),
+            (
+                json!({"seats": 1.5, "mode": "card"}),
+                "invalid type: floating point, expected u32",
+            ),
+            (
+                json!({"seats": 1, "mode": [secret]}),
+                "invalid type: sequence, expected string or map",
+            ),
+            (
+                json!({"seats": 1, "mode": "card", "card_number": secret}),
+                "unknown field `card_number`, expected `seats` or `mode`",
+            ),
+            (
+                json!({"seats": 1, "mode": "cash"}),
+                "unknown variant `cash`, expected `card`",
+            ),
+            (json!({"mode": "card"}), "missing field `seats`"),
+        ] {
+            let got = message(body.clone());
+            assert_eq!(got, expected, "{body}");
+            assert!(!got.contains("4111"), "{got}");
+        }
+    }
+
     use super::*;
 
     #[test]

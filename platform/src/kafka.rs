@@ -148,3 +148,65 @@ pub fn partition_count<C: ClientContext>(
     }
     Ok(found.partitions().len())
 }
+
+/// The broker's health, checked in the background (a metadata call every `every`, on a
+/// blocking thread of its own, one at a time), so that a probe reads it at once and
+/// never starts a blocking call itself.
+#[derive(Clone)]
+pub struct BrokerWatch(tokio::sync::watch::Receiver<Result<(), String>>);
+
+impl BrokerWatch {
+    /// Starts watching `topic` on `brokers` until `shutdown`, showing the outcome in
+    /// `up` (1 when the broker answers, 0 when not). Until the first check answers, the
+    /// broker counts as not reached yet.
+    pub fn start(
+        brokers: &str,
+        topic: &str,
+        every: Duration,
+        up: prometheus_client::metrics::gauge::Gauge,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let admin: AdminClient<KafkaLogs> = client_config(brokers)
+            .create_with_context(KafkaLogs)
+            .context("cannot create the Kafka admin client")?;
+        let admin = std::sync::Arc::new(admin);
+        let (report, health) = tokio::sync::watch::channel(Err("not checked yet".to_owned()));
+        let topic = topic.to_owned();
+        tokio::spawn(async move {
+            loop {
+                let (admin, topic) = (admin.clone(), topic.clone());
+                let checked = tokio::task::spawn_blocking(move || {
+                    partition_count(admin.inner(), &topic, Duration::from_secs(2)).map(drop)
+                })
+                .await
+                .unwrap_or_else(|err| Err(err.to_string()));
+                up.set(i64::from(checked.is_ok()));
+                let _ = report.send_replace(checked);
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(every) => {}
+                }
+            }
+        });
+        Ok(Self(health))
+    }
+
+    /// The last check's outcome.
+    pub fn health(&self) -> Result<(), String> {
+        self.0.borrow().clone()
+    }
+
+    /// A readiness check reading the last outcome; `required` says whether it decides
+    /// readiness or only shows.
+    pub fn readiness(&self, required: bool) -> crate::http::ReadinessCheck {
+        let watch = self.clone();
+        crate::http::ReadinessCheck {
+            name: "broker",
+            required,
+            check: std::sync::Arc::new(move || {
+                let health = watch.health();
+                Box::pin(async move { health })
+            }),
+        }
+    }
+}

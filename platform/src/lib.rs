@@ -10,6 +10,7 @@
 //! - [`kafka`]: the wire envelope of `boxoffice.events` and topic administration.
 //! - [`metrics`]: the prometheus-client registry and its `/metrics` route.
 //! - [`personal`]: contact data sealed under per-user keys (crypto-shredding).
+//! - [`server`]: serving HTTP with bounds on time and requests in flight.
 
 pub mod auth;
 pub mod config;
@@ -18,5 +19,6 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod personal;
+pub mod server;
 pub mod shutdown;
 pub mod telemetry;

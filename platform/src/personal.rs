@@ -112,30 +112,39 @@ pub fn open(key: &UserKey, associated: &[u8], sealed: &SealedContact) -> Option<
 }
 
 /// `user_id`'s current key, made when they have none alive.
+///
+/// An erasure may run at the same moment. A booking that got the key just before the
+/// erasure destroyed it seals its contact under a dead key: that contact reads as
+/// erased, which is what the erasure asked for. A booking after the erasure gets a new
+/// key. Between the two, a key found by the unique index can vanish before it is read;
+/// then a new one is made (once more: two erasures in those few microseconds is not a
+/// race anyone wins by retrying further).
 pub async fn current_key(db: &sqlx::PgPool, user_id: &str) -> sqlx::Result<UserKey> {
-    // Most bookings are by users who have a key: one read.
-    if let Some(key) = live_key(db, user_id).await? {
-        return Ok(key);
-    }
-    // The partial unique index (one live key per user) makes two concurrent first
-    // bookings agree on one key: the second finds the first's.
-    let fresh = UserKey::generate();
-    let made = sqlx::query(
-        "INSERT INTO user_keys (user_id, key_id, secret) VALUES ($1, $2, $3)
-         ON CONFLICT (user_id) WHERE secret IS NOT NULL DO NOTHING",
-    )
-    .bind(user_id)
-    .bind(fresh.id)
-    .bind(fresh.secret.as_slice())
-    .execute(db)
-    .await?
-    .rows_affected();
-    if made == 1 {
-        return Ok(fresh);
-    }
-    live_key(db, user_id)
+    for _ in 0..2 {
+        // Most bookings are by users who have a key: one read.
+        if let Some(key) = live_key(db, user_id).await? {
+            return Ok(key);
+        }
+        // The partial unique index (one live key per user) makes two concurrent first
+        // bookings agree on one key: the second finds the first's.
+        let fresh = UserKey::generate();
+        let made = sqlx::query(
+            "INSERT INTO user_keys (user_id, key_id, secret) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id) WHERE secret IS NOT NULL DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(fresh.id)
+        .bind(fresh.secret.as_slice())
+        .execute(db)
         .await?
-        .ok_or_else(|| sqlx::Error::Protocol("a user key vanished as it was made".into()))
+        .rows_affected();
+        if made == 1 {
+            return Ok(fresh);
+        }
+    }
+    Err(sqlx::Error::Protocol(
+        "a user key vanished as it was made, twice".into(),
+    ))
 }
 
 async fn live_key(db: &sqlx::PgPool, user_id: &str) -> sqlx::Result<Option<UserKey>> {

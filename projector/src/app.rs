@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use platform::http::{health_router, method_not_allowed, route_not_found, ReadinessCheck};
-use platform::kafka::{client_config, ensure_topic, partition_count, KafkaLogs};
+use platform::kafka::{ensure_topic, BrokerWatch};
 use platform::metrics::metrics_router;
 use prometheus_client::registry::Registry;
-use rdkafka::admin::AdminClient;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -19,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::metrics::{Metrics, Projection};
 use crate::store::EventStore;
-use crate::{consumer, rebuild, status, sweep};
+use crate::{consumer, parked, rebuild, status, sweep};
 
 /// What the projector's tasks share.
 pub struct Context {
@@ -87,39 +86,33 @@ impl Application {
             ));
         }
         tasks.spawn(rebuild_worker(ctx.clone(), shutdown.clone()));
+        tasks.spawn(parked::run(
+            ctx.clone(),
+            ctx.config.parked_retry,
+            shutdown.clone(),
+        ));
         tasks.spawn(refresh_status(ctx.clone(), shutdown.clone()));
 
-        let broker: AdminClient<KafkaLogs> = client_config(&ctx.config.kafka_brokers)
-            .create_with_context(KafkaLogs)
-            .context("cannot create the Kafka admin client")?;
-        let broker = Arc::new(broker);
-        let topic = ctx.config.topic.name.clone();
+        let broker = BrokerWatch::start(
+            &ctx.config.kafka_brokers,
+            &ctx.config.topic.name,
+            Duration::from_secs(5),
+            ctx.metrics.broker_up.clone(),
+            shutdown.clone(),
+        )?;
         let readiness = vec![
             ReadinessCheck::database("read_database", ctx.read.clone()),
             ReadinessCheck::database("event_store", ctx.store.pool().clone()),
-            ReadinessCheck {
-                name: "broker",
-                check: Arc::new(move || {
-                    let (broker, topic) = (broker.clone(), topic.clone());
-                    Box::pin(async move {
-                        tokio::task::spawn_blocking(move || {
-                            partition_count(broker.inner(), &topic, Duration::from_secs(2))
-                                .map(drop)
-                        })
-                        .await
-                        .unwrap_or_else(|err| Err(err.to_string()))
-                    })
-                }),
-            },
+            // The projector's work is the topic: without the broker it is not ready.
+            broker.readiness(true),
         ];
         let router = health_router(readiness)
             .merge(metrics_router(self.registry.clone()))
             .fallback(route_not_found)
             .method_not_allowed_fallback(method_not_allowed);
         tracing::info!(addr = %listener.local_addr()?, "projector listening");
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await;
+        let served =
+            platform::server::serve(listener, router, &ctx.config.http, shutdown.clone()).await;
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
         tracing::info!("projector stopped");
@@ -137,7 +130,8 @@ pub async fn connect(config: Config) -> anyhow::Result<Context> {
     let read =
         platform::db::connect_read_models_as(&config.read_database_url, 8, PROJECTOR_ROLE).await?;
     platform::db::migrate_read_models(&read).await?;
-    let store = EventStore::new(platform::db::connect(&config.database_url, 8).await?);
+    let mut store = EventStore::new(platform::db::connect(&config.database_url, 8).await?);
+    store.reads = config.reads;
     Ok(Context {
         read,
         store,

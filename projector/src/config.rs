@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use platform::config::{parse_or, required, var_or};
 use platform::kafka::TopicSpec;
+use platform::server::ServerLimits;
 
 /// What projector reads from its environment.
 #[derive(Debug, Clone)]
@@ -22,6 +23,9 @@ pub struct Config {
     pub group: String,
     /// `PROJECTOR_ADDR` (default `127.0.0.1:8082`): health and metrics.
     pub addr: SocketAddr,
+    /// The HTTP server's bounds (`HTTP_*`, see `platform::server`): it serves only
+    /// health and metrics, but a slow client must not keep a connection anyway.
+    pub http: ServerLimits,
     /// `PROJECTOR_BATCH` (default 500): messages applied per transaction at most.
     pub batch_size: usize,
     /// `PROJECTOR_SWEEP_MS` (default 5000): how often the event store is swept for
@@ -31,6 +35,12 @@ pub struct Config {
     /// Kafka answers as soon as there are some; tansu only at this limit, so it bounds
     /// freshness there. Lower means fresher, and more fetches while idle.
     pub fetch_wait: Duration,
+    /// `PROJECTOR_PARKED_RETRY_MS` (default 30 000): how often every parked event is
+    /// tried again (an admin's retry is taken up within a second).
+    pub parked_retry: Duration,
+    /// Which fact versions this build reads (`domain::upcast::readable`); a test
+    /// stands in for an older build with a narrower one.
+    pub reads: crate::store::Reads,
 }
 
 impl Config {
@@ -48,9 +58,12 @@ impl Config {
             },
             group: var_or("PROJECTOR_GROUP", "boxoffice-projector"),
             addr: parse_or("PROJECTOR_ADDR", SocketAddr::from(([127, 0, 0, 1], 8082)))?,
+            http: ServerLimits::from_env()?,
             batch_size: parse_or("PROJECTOR_BATCH", 500)?,
             sweep_interval: Duration::from_millis(parse_or("PROJECTOR_SWEEP_MS", 5000)?),
             fetch_wait: Duration::from_millis(parse_or("PROJECTOR_FETCH_WAIT_MS", 10)?),
+            parked_retry: Duration::from_millis(parse_or("PROJECTOR_PARKED_RETRY_MS", 30_000)?),
+            reads: domain::upcast::readable,
         })
     }
 }

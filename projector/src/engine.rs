@@ -4,7 +4,8 @@
 //! so all three produce the same rows. For each stream in the batch: load its row, skip
 //! what the row already has (duplicates, redeliveries), fill a gap from the event store
 //! (the truth), apply the rest in sequence order, and write the row back, which the
-//! store only accepts if it moved forward.
+//! store only accepts if it moved forward. An event that cannot be applied is parked
+//! (`parked_events`): its stream stops there, the others go on.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -15,6 +16,9 @@ use uuid::Uuid;
 
 use crate::store::EventStore;
 use crate::views::{recorded_at, BookingRow, EventRow, LocationRow, UserRow, View};
+
+/// The channel notified when live read models moved (query-api's watcher listens).
+pub const PROJECTED_CHANNEL: &str = "boxoffice_projected";
 
 /// The projections, by name.
 pub const PROJECTIONS: [&str; 4] = [
@@ -77,7 +81,7 @@ pub struct Applied {
     pub events: u64,
     /// Gaps filled from the event store.
     pub gaps: u64,
-    /// Events that could not be applied and were stepped over.
+    /// Events that could not be applied and were parked (their streams stop there).
     pub errors: u64,
     /// The highest store position applied.
     pub max_position: i64,
@@ -117,6 +121,13 @@ pub async fn apply_batch(
         }
     }
     if target == Target::Live {
+        if applied.iter().any(|(_, a)| a.events > 0) {
+            // Wakes query-api's read-your-writes watcher when this transaction commits.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(PROJECTED_CHANNEL)
+                .execute(&mut *conn)
+                .await?;
+        }
         for (name, outcome) in &applied {
             sqlx::query(
                 "UPDATE projection_status
@@ -172,6 +183,7 @@ async fn apply_view<V: View>(
 
     let mut outcome = Applied::default();
     let mut changed = Vec::new();
+    let mut flowing = Vec::new();
     for (id, mut batch) in streams {
         batch.sort_by_key(|e| e.sequence);
         let mut row = rows.remove(&id);
@@ -195,8 +207,17 @@ async fn apply_view<V: View>(
             filled.iter().collect()
         };
 
+        let mut parked = false;
         for event in pending {
-            match V::apply(&mut row, id, event) {
+            let applied = if (store.reads)(&event.event_type, &event.event_version) {
+                V::apply(&mut row, id, event).map_err(|err| err.to_string())
+            } else {
+                Err(format!(
+                    "{} version {} is newer than this projector reads",
+                    event.event_type, event.event_version
+                ))
+            };
+            match applied {
                 Ok(()) => {
                     outcome.events += 1;
                     outcome.max_position = outcome.max_position.max(event.position);
@@ -204,18 +225,23 @@ async fn apply_view<V: View>(
                         outcome.newest = outcome.newest.max(Some(at));
                     }
                 }
-                Err(err) => {
+                Err(error) => {
+                    // The stream stops here (its row keeps what came before); the
+                    // others go on. Tried again later, see `crate::parked`.
                     outcome.errors += 1;
                     tracing::error!(
                         projection = V::PROJECTION, %id, sequence = event.sequence,
-                        event_type = %event.event_type, cause = %err,
-                        "cannot apply an event; stepping over it"
+                        position = event.position, event_type = %event.event_type,
+                        cause = %error, "cannot apply an event; parked, its stream waits"
                     );
-                    if let Some(row) = row.as_mut() {
-                        row.set_last_sequence(event.sequence);
-                    }
+                    park(conn, V::PROJECTION, id, event, &error).await?;
+                    parked = true;
+                    break;
                 }
             }
+        }
+        if !parked {
+            flowing.push(id);
         }
         if let Some(row) = row.filter(|r| r.last_sequence() > known) {
             changed.push(row);
@@ -224,7 +250,55 @@ async fn apply_view<V: View>(
     if !changed.is_empty() {
         V::store(conn, &table, &changed).await?;
     }
+    // A stream that flowed past its parked event (a retry, a newer build) is unparked.
+    // Only for the live tables: a rebuild's table is not what queries read yet.
+    if target == Target::Live && !flowing.is_empty() {
+        sqlx::query("DELETE FROM parked_events WHERE projection = $1 AND aggregate_id = ANY($2)")
+            .bind(V::PROJECTION)
+            .bind(&flowing)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(Some(outcome))
+}
+
+/// Records `event` of stream `id` as parked for `projection` (once; a failed retry
+/// counts an attempt).
+async fn park(
+    conn: &mut PgConnection,
+    projection: &str,
+    id: Uuid,
+    event: &WireEvent,
+    error: &str,
+) -> sqlx::Result<()> {
+    // A stream parks at one event at a time: an older parking of it applied since.
+    sqlx::query(
+        "DELETE FROM parked_events WHERE projection = $1 AND aggregate_id = $2 AND position <> $3",
+    )
+    .bind(projection)
+    .bind(id)
+    .bind(event.position)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO parked_events (position, projection, aggregate_type, aggregate_id, sequence,
+                                    event_type, event_version, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (position) DO UPDATE
+            SET attempts = parked_events.attempts + 1, error = EXCLUDED.error,
+                last_attempt_at = now()",
+    )
+    .bind(event.position)
+    .bind(projection)
+    .bind(&event.aggregate_type)
+    .bind(id)
+    .bind(event.sequence)
+    .bind(&event.event_type)
+    .bind(&event.event_version)
+    .bind(error)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Keeps the first of each sequence (a message delivered twice in one batch).

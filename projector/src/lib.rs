@@ -6,6 +6,7 @@
 //! - [`consumer`]: the Kafka consumer group, the fast path.
 //! - [`sweep`]: the slow path: the read models converge to the event store whatever
 //!   Kafka delivered.
+//! - [`parked`]: events a projection could not apply, tried again.
 //! - [`rebuild`]: fresh tables from the event store, swapped in atomically.
 //! - [`status`]: lag and rebuild progress, for the CLI, the query API and the metrics.
 //! - [`store`]: reading the event store without ever skipping an event.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod consumer;
 pub mod engine;
 pub mod metrics;
+pub mod parked;
 pub mod rebuild;
 pub mod status;
 pub mod store;

@@ -23,7 +23,7 @@ enum Command {
     /// Run the projector service (the default).
     Serve,
     /// Apply the read models' migrations, as the owner of their tables
-    /// (MIGRATION_DATABASE_URL, else READ_DATABASE_URL, else DATABASE_URL), then exit.
+    /// (MIGRATION_READ_DATABASE_URL, else READ_DATABASE_URL, else DATABASE_URL), then exit.
     Migrate,
     /// Rebuild a projection (locations, events, bookings, or all) from the event store
     /// while the live one keeps serving, then swap it in.
@@ -47,16 +47,7 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Command::Migrate = command {
         platform::telemetry::init();
-        let fallback = if platform::config::var_or("READ_DATABASE_URL", "").is_empty() {
-            "DATABASE_URL"
-        } else {
-            "READ_DATABASE_URL"
-        };
-        let url = platform::db::migration_url(fallback)?;
-        let pool = platform::db::connect_read_models(&url, 2).await?;
-        platform::db::migrate_read_models(&pool).await?;
-        println!("read models migrated");
-        return Ok(());
+        return platform::db::Migrations::ReadModels.run().await;
     }
     let ctx = projector::app::connect(Config::from_env()?).await?;
     match command {

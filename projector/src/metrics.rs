@@ -32,7 +32,7 @@ pub struct Metrics {
     pub applied: Family<Projection, Counter>,
     /// Gaps in a stream filled from the event store.
     pub gaps: Family<Projection, Counter>,
-    /// Events that could not be applied and were stepped over.
+    /// Events that could not be applied and were parked (each attempt counts).
     pub apply_errors: Family<Projection, Counter>,
     /// Events in the store not yet applied.
     pub lag_events: Family<Projection, Gauge>,
@@ -46,6 +46,10 @@ pub struct Metrics {
     pub consumed: Counter,
     /// Partitions of the topic this process is assigned in its consumer group.
     pub assigned_partitions: Gauge,
+    /// 1 while the broker answers (checked every few seconds), 0 otherwise.
+    pub broker_up: Gauge,
+    /// Events parked (could not be applied; their stream waits), per projection.
+    pub parked: Family<Projection, Gauge>,
 }
 
 impl Metrics {
@@ -61,7 +65,19 @@ impl Metrics {
             apply_seconds: Family::new_with_constructor(latency_histogram),
             consumed: Counter::default(),
             assigned_partitions: Gauge::default(),
+            broker_up: Gauge::default(),
+            parked: Family::default(),
         };
+        registry.register(
+            "boxoffice_projector_broker_up",
+            "1 while the Kafka broker answers, 0 otherwise (checked every few seconds)",
+            metrics.broker_up.clone(),
+        );
+        registry.register(
+            "boxoffice_projector_parked_events",
+            "Events parked because they could not be applied; their stream waits",
+            metrics.parked.clone(),
+        );
         registry.register(
             "boxoffice_projector_events_applied",
             "Events applied to a projection",
@@ -74,7 +90,7 @@ impl Metrics {
         );
         registry.register(
             "boxoffice_projector_apply_errors",
-            "Events that could not be applied and were stepped over",
+            "Events that could not be applied and were parked (each attempt counts)",
             metrics.apply_errors.clone(),
         );
         registry.register(

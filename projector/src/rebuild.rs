@@ -392,6 +392,10 @@ async fn rebuild<V: View>(
         .execute(&mut *tx)
         .await?;
     }
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(crate::engine::PROJECTED_CHANNEL)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     on_progress(Progress { done, total: done });
     Ok(Report {

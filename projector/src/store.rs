@@ -23,10 +23,17 @@ pub struct Cursor {
     pub position: i64,
 }
 
+/// Which fact versions a build reads: `(event_type, event_version) -> bool`.
+pub type Reads = fn(&str, &str) -> bool;
+
 /// The event store, read-only.
 #[derive(Clone)]
 pub struct EventStore {
     pool: PgPool,
+    /// Which fact versions this projector reads ([`domain::upcast::readable`]); an
+    /// event of another version is parked. Tests stand in for an older build with a
+    /// narrower one.
+    pub reads: Reads,
 }
 
 const COLUMNS: &str = "(transaction_id::text)::bigint AS transaction_id, position, aggregate_type,
@@ -45,7 +52,10 @@ fn wire(row: &PgRow) -> sqlx::Result<(Cursor, WireEvent)> {
 impl EventStore {
     /// The store behind `pool`.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            reads: domain::upcast::readable,
+        }
     }
 
     /// The pool, for health checks.

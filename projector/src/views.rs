@@ -59,10 +59,6 @@ pub trait View:
     /// The sequence of the last event applied to the row.
     fn last_sequence(&self) -> i64;
 
-    /// Records that events up to `sequence` were dealt with (used to step over an event
-    /// that cannot be applied, so the stream does not stay stuck behind it).
-    fn set_last_sequence(&mut self, sequence: i64);
-
     /// The rows of `table` with these ids.
     fn load(
         conn: &mut PgConnection,
@@ -181,10 +177,6 @@ impl View for LocationRow {
 
     fn last_sequence(&self) -> i64 {
         self.last_sequence
-    }
-
-    fn set_last_sequence(&mut self, sequence: i64) {
-        self.last_sequence = sequence;
     }
 
     async fn store(conn: &mut PgConnection, table: &str, rows: &[Self]) -> sqlx::Result<()> {
@@ -318,10 +310,6 @@ impl View for EventRow {
 
     fn last_sequence(&self) -> i64 {
         self.last_sequence
-    }
-
-    fn set_last_sequence(&mut self, sequence: i64) {
-        self.last_sequence = sequence;
     }
 
     async fn store(conn: &mut PgConnection, table: &str, rows: &[Self]) -> sqlx::Result<()> {
@@ -499,10 +487,6 @@ impl View for BookingRow {
         self.last_sequence
     }
 
-    fn set_last_sequence(&mut self, sequence: i64) {
-        self.last_sequence = sequence;
-    }
-
     async fn store(conn: &mut PgConnection, table: &str, rows: &[Self]) -> sqlx::Result<()> {
         let text = |f: fn(&Self) -> &str| rows.iter().map(f).collect::<Vec<_>>();
         sqlx::query(&format!(
@@ -585,10 +569,6 @@ impl View for UserRow {
 
     fn last_sequence(&self) -> i64 {
         self.last_sequence
-    }
-
-    fn set_last_sequence(&mut self, sequence: i64) {
-        self.last_sequence = sequence;
     }
 
     async fn store(conn: &mut PgConnection, table: &str, rows: &[Self]) -> sqlx::Result<()> {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use platform::auth::JwtRules;
 use platform::config::{parse_or, required, var_or};
+use platform::server::ServerLimits;
 
 /// What query-api reads from its environment.
 #[derive(Clone)]
@@ -19,6 +20,8 @@ pub struct Config {
     pub jwt_rules: JwtRules,
     /// `QUERY_API_ADDR` (default `127.0.0.1:8081`).
     pub addr: SocketAddr,
+    /// The HTTP server's bounds (`HTTP_*`, see `platform::server`).
+    pub http: ServerLimits,
     /// `BOXOFFICE_IDEMPOTENCY_TTL_HOURS` (default 24, as in command-api): how long the
     /// `Idempotency-Key` of a rebuild request is remembered.
     pub idempotency_ttl: Duration,
@@ -32,6 +35,7 @@ impl std::fmt::Debug for Config {
             .field("jwt_secret", &"<redacted>")
             .field("jwt_rules", &self.jwt_rules)
             .field("addr", &self.addr)
+            .field("http", &self.http)
             .field("idempotency_ttl", &self.idempotency_ttl)
             .finish()
     }
@@ -48,6 +52,7 @@ impl Config {
             jwt_secret: jwt_secret.to_owned(),
             jwt_rules: JwtRules::default(),
             addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            http: ServerLimits::default(),
             idempotency_ttl: Duration::from_secs(24 * 3600),
         }
     }
@@ -60,6 +65,7 @@ impl Config {
             read_database_url: var_or("READ_DATABASE_URL", &database_url),
             jwt_rules: JwtRules::from_env()?,
             addr: parse_or("QUERY_API_ADDR", d.addr)?,
+            http: ServerLimits::from_env()?,
             idempotency_ttl: Duration::from_secs(
                 3600 * parse_or::<u64>(
                     "BOXOFFICE_IDEMPOTENCY_TTL_HOURS",

@@ -4,7 +4,8 @@
 //!
 //! The token `<aggregate_type>:<id>:<sequence>` names a stream and how far it went; the
 //! projection of that aggregate type includes the write once its row for the id has
-//! reached the sequence.
+//! reached the sequence. Waiting is done by the shared [`crate::watcher`]: a waiting
+//! request holds no database connection.
 
 use std::time::{Duration, Instant};
 
@@ -113,16 +114,24 @@ impl Requested {
     }
 
     /// Waits until the write is visible, when a token was sent. A token must name
-    /// something `user` may see: a booking token someone else's booking (or no booking
-    /// at all) is refused alike, before any wait, so that neither the answer nor its
-    /// delay tells whether another user's booking exists or moved on.
+    /// something `user` may see: locations and events are public; a booking, only its
+    /// owner's; a user's stream (its erasures), only that user's own. A token naming
+    /// something else (or nothing at all) is refused alike, before any wait, so that
+    /// neither the answer nor its delay tells whether another user's booking exists or
+    /// moved on, or whether someone's data was erased. Admins may wait on anything.
     pub async fn wait(self, state: &AppState, user: &User) -> Result<(), ApiError> {
         let Some((token, timeout)) = self.0 else {
             return Ok(());
         };
-        if token.table == BOOKINGS && !user.is_admin() {
-            let owner = booking_owner(state, token.id).await?;
-            if owner.as_deref() != Some(user.id.as_str()) {
+        if !user.is_admin() {
+            let allowed = match token.table {
+                BOOKINGS => {
+                    booking_owner(state, token.id).await?.as_deref() == Some(user.id.as_str())
+                }
+                USERS => token.id == domain::user::stream_id(&user.id),
+                _ => true,
+            };
+            if !allowed {
                 return Err(invalid());
             }
         }
@@ -130,8 +139,10 @@ impl Requested {
     }
 }
 
-/// The read model of bookings, the one whose rows are personal.
-const BOOKINGS: &str = "booking_view";
+/// The read model of bookings, whose rows are personal.
+const BOOKINGS: &str = <projector::views::BookingRow as projector::views::View>::TABLE;
+/// The read model of users (their erasures), personal too.
+const USERS: &str = <projector::views::UserRow as projector::views::View>::TABLE;
 
 fn invalid() -> ApiError {
     ApiError::bad_request(
@@ -156,37 +167,24 @@ pub async fn booking_owner(state: &AppState, id: Uuid) -> Result<Option<String>,
 
 async fn wait(state: &AppState, token: &Token, timeout: Duration) -> Result<(), ApiError> {
     let started = Instant::now();
-    let deadline = started + timeout;
-    let mut pause = Duration::from_millis(2);
-    loop {
-        let reached: Option<i64> = sqlx::query_scalar(&format!(
-            "SELECT last_sequence FROM {} WHERE id = $1",
-            token.table
-        ))
-        .bind(token.id)
-        .fetch_optional(&state.read)
+    if state
+        .watcher
+        .wait(token.table, token.id, token.sequence, timeout)
         .await
-        .map_err(ApiError::unexpected)?;
-        if reached.is_some_and(|s| s >= token.sequence) {
-            state
-                .metrics
-                .observe_wait(Wait::CaughtUp, started.elapsed());
-            return Ok(());
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            state
-                .metrics
-                .observe_wait(Wait::TimedOut, started.elapsed());
-            return Err(ApiError::unavailable(
-                "not_caught_up",
-                "the read models do not include that write yet; try again",
-                1,
-            ));
-        }
-        tokio::time::sleep(pause.min(deadline - now)).await;
-        pause = (pause * 2).min(Duration::from_millis(50));
+    {
+        state
+            .metrics
+            .observe_wait(Wait::CaughtUp, started.elapsed());
+        return Ok(());
     }
+    state
+        .metrics
+        .observe_wait(Wait::TimedOut, started.elapsed());
+    Err(ApiError::unavailable(
+        "not_caught_up",
+        "the read models do not include that write yet; try again",
+        1,
+    ))
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! - [`config`], [`app`]: the environment; `Application::build(config)` and
 //!   `run(listener, shutdown)`.
 //! - `routes`: one module per resource.
-//! - [`consistency`]: read-your-writes through `X-Consistency-Token`.
+//! - [`consistency`]: read-your-writes through `X-Consistency-Token`, woken by the
+//!   shared [`watcher`].
 //! - [`contacts`]: a booking's sealed contact data, opened for its owner and admins.
 //! - [`pagination`]: cursors that stay stable while rows are inserted.
 //! - [`metrics`]: what `/metrics` exports.
@@ -17,6 +18,7 @@ pub mod contacts;
 pub mod metrics;
 pub mod pagination;
 mod routes;
+pub mod watcher;
 
 pub use app::{AppState, Application};
 pub use config::Config;

@@ -29,7 +29,7 @@ enum Command {
     #[command(subcommand)]
     Audit(Audit),
     /// Apply the read models' migrations, as the owner of their tables
-    /// (MIGRATION_DATABASE_URL, else READ_DATABASE_URL, else DATABASE_URL), then exit.
+    /// (MIGRATION_READ_DATABASE_URL, else READ_DATABASE_URL, else DATABASE_URL), then exit.
     Migrate,
 }
 
@@ -53,16 +53,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Audit(audit) => audit,
         Command::Migrate => {
             platform::telemetry::init();
-            let fallback = if platform::config::var_or("READ_DATABASE_URL", "").is_empty() {
-                "DATABASE_URL"
-            } else {
-                "READ_DATABASE_URL"
-            };
-            let url = platform::db::migration_url(fallback)?;
-            let pool = platform::db::connect_read_models(&url, 2).await?;
-            platform::db::migrate_read_models(&pool).await?;
-            println!("read models migrated");
-            return Ok(());
+            return platform::db::Migrations::ReadModels.run().await;
         }
         Command::Serve => {
             platform::telemetry::init();

@@ -258,6 +258,58 @@ async fn an_open_circuit_holds_the_saga_back_until_the_gateway_returns() {
     stack.stop().await;
 }
 
+#[tokio::test]
+async fn a_booking_while_the_gateway_is_down_is_answered_503_and_appends_nothing() {
+    let stack = Stack::start_with(Options {
+        command: |config| {
+            config.payment.timeout = Duration::from_millis(300);
+            config.payment.retries = 0;
+        },
+        ..Options::default()
+    })
+    .await;
+    let event = event(&stack, 10).await;
+    let booking_facts = || async {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'BookingRequested'")
+                .fetch_one(&stack.db.pool)
+                .await
+                .unwrap();
+        n
+    };
+    let path = format!("/v1/events/{event}/bookings");
+    let url = stack.command.url(&path);
+    let body = json!({"seats": 2, "card_token": "tok_visa"});
+    let key = [("Idempotency-Key", "gateway-down-1")];
+
+    stack.gateway.set_faults_everywhere("unavailable", 0).await;
+    let refused = testkit::api::post(&stack.client, &url, &customer("alice"), &key, &body).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.code(), "payment_unavailable");
+    assert!(refused.headers.contains_key("retry-after"));
+    assert_eq!(booking_facts().await, 0, "nothing is appended");
+
+    // Once the gateway is back, the same request (same key) is accepted.
+    stack.gateway.set_faults_everywhere("normal", 0).await;
+    let accepted = eventually(Duration::from_secs(20), "the booking accepted", || async {
+        let a = testkit::api::post(&stack.client, &url, &customer("alice"), &key, &body).await;
+        (a.status == StatusCode::ACCEPTED).then_some(a)
+    })
+    .await;
+    until_status(&stack, &accepted.id(), "confirmed").await;
+    assert_eq!(
+        booking_facts().await,
+        1,
+        "one booking, however often it was asked"
+    );
+    stack.stop().await;
+}
+
 /// Appends a booking's facts straight into the store, as if its saga had run on
 /// another system: requested, then `then`.
 async fn stored_booking(stack: &Stack, event: &str, then: Option<BookingFact>) -> String {

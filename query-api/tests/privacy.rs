@@ -241,6 +241,21 @@ async fn card_and_contact_data_are_nowhere_they_should_not_be_and_erasure_shreds
     for answer in &answers.0 {
         assert!(!answer.contains(CARD), "an HTTP answer: {answer}");
     }
+    // Nor a plain hash of the request that carried it: the fingerprint of a request is
+    // kept keyed, with its idempotency key only, never in the facts.
+    let plain = platform::http::fingerprint(
+        "POST",
+        &format!("/v1/events/{event}/bookings"),
+        &json!({"seats": 2, "card_token": CARD}),
+    );
+    assert_eq!(
+        tables_with(&stack, &plain, true).await,
+        Vec::<String>::new()
+    );
+    assert!(
+        !topic.contains("request_fingerprint") && !exported.contains("request_fingerprint"),
+        "no fingerprint in the facts"
+    );
     let text = logs.text();
     assert!(
         text.contains("command-api listening") && text.contains("payment-gateway listening"),

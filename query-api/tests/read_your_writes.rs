@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use reqwest::StatusCode;
 
@@ -70,6 +72,56 @@ async fn a_write_the_read_models_lack_is_503_not_caught_up_until_they_have_it() 
         )
         .await;
     assert_eq!(later.status, StatusCode::OK, "{}", later.body);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn five_hundred_waiting_reads_hold_no_connection_and_cost_a_few_queries_in_all() {
+    let mut stack = Stack::start().await;
+    let location = stack.location("Olympia", 100).await;
+    let event = stack.event(&event_body(&location)).await.id();
+    stack.caught_up().await;
+    stack.stop_projector().await;
+    let booking = stack.book(&event, "alice", 1).await;
+    let watcher = stack.query_state.watcher.clone();
+    let checks_before = watcher.checks.get();
+
+    let url = stack.query.url(&format!("/v1/bookings/{}", booking.id()));
+    let token = booking.token();
+    let waits: Vec<_> = (0..500)
+        .map(|_| {
+            let (client, url, token) = (stack.client.clone(), url.clone(), token.clone());
+            tokio::spawn(async move {
+                let headers = [
+                    ("x-consistency-token", token.as_str()),
+                    ("x-consistency-timeout-ms", "30000"),
+                ];
+                testkit::api::get(&client, &url, &customer("alice"), &headers).await
+            })
+        })
+        .collect();
+    testkit::eventually(Duration::from_secs(20), "500 reads waiting", || async {
+        (watcher.waiting.get() == 500).then_some(())
+    })
+    .await;
+    // Meanwhile other reads answer as usual: the waits hold no read connection.
+    for _ in 0..20 {
+        let other = stack
+            .query(&format!("/v1/events/{event}"), &customer("bob"))
+            .await;
+        assert_eq!(other.status, StatusCode::OK, "{}", other.body);
+    }
+
+    stack.start_projector().await;
+    for wait in waits {
+        let answer = wait.await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    }
+    // One query per projection with waiters, per arrival burst, projected batch or
+    // tick, shared by all waiting: fewer queries than waits in all (polling each read
+    // every 50 ms cost about 200 per read).
+    let checks = watcher.checks.get() - checks_before;
+    assert!(checks <= 500, "{checks} queries for 500 waits");
     stack.stop().await;
 }
 
@@ -194,6 +246,27 @@ async fn someone_elses_booking_is_unknown_token_or_not_and_nothing_waits_for_it(
     );
     assert_eq!(
         (her_token_elsewhere.status, &her_token_elsewhere.body),
+        (nothing_token.status, &nothing_token.body)
+    );
+    // Nor whether someone's data was erased: the token of an erasure is refused to
+    // anyone but admins (and that user), alike.
+    let erased = stack
+        .command(
+            "/v1/admin/users/carol/erase",
+            &admin(),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(erased.status, StatusCode::ACCEPTED, "{}", erased.body);
+    let probe = stack
+        .query_with(
+            "/v1/users/me/bookings",
+            &customer("bob"),
+            &[("x-consistency-token", &erased.token())],
+        )
+        .await;
+    assert_eq!(
+        (probe.status, &probe.body),
         (nothing_token.status, &nothing_token.body)
     );
     assert_eq!(waits(&stack).await, waits_before, "something waited");

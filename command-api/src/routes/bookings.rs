@@ -11,7 +11,9 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use chrono::Utc;
-use domain::booking::{Booking, BookingCommand, EventSummary, RequestBooking, Requester};
+use domain::booking::{
+    self, Booking, BookingCommand, EventSummary, Holds, RequestBooking, Requester,
+};
 use domain::personal::Contact;
 use domain::values::{CardToken, Problems, Seats};
 use platform::auth::User;
@@ -87,12 +89,20 @@ async fn request_booking(
     }
     let booking_id = Uuid::now_v7();
     let now = Utc::now();
+    // A fair sale: the seats this customer already holds of the event count against
+    // the cap (admins have none). Two requests of one customer at the same instant may
+    // both pass; the rate limit bounds how far that goes.
+    let holds = match app.max_held_seats {
+        Some(max) if !user.is_admin() && event.is_some() => Holds {
+            held: crate::fairness::held_seats(&app, event_id, &user.id).await?,
+            max: Some(max),
+        },
+        _ => Holds::default(),
+    };
     // The card token goes to the payment gateway and nowhere else: it is exchanged for
     // a payment method, which the booking keeps instead. Not for a request the domain
-    // will refuse anyway (unknown, cancelled or started event).
-    let bookable = event
-        .as_ref()
-        .is_some_and(|e| !e.cancelled && e.starts_at > now);
+    // will refuse anyway (unknown, cancelled or started event, too many seats held).
+    let bookable = booking::refusal(event.as_ref(), seats.get(), holds, now).is_none();
     let payment_method = if bookable {
         tokenize(&app, &card_token, &booking_id.to_string(), &context).await?
     } else {
@@ -117,6 +127,7 @@ async fn request_booking(
         payment_method,
         contact,
         now,
+        holds,
     });
     Ok(submit(&app, &app.bookings, submission, booking_id, command).await)
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::Router;
 use platform::http::{health_router, method_not_allowed, route_not_found, ReadinessCheck};
 use platform::metrics::metrics_router;
+use platform::server::{limit, ServerLimits};
 use prometheus_client::registry::Registry;
 use tower_http::trace::TraceLayer;
 
@@ -14,15 +15,27 @@ use crate::app::AppState;
 mod bookings;
 mod events;
 mod locations;
+mod sagas;
 mod users;
 
 /// Every route of command-api.
-pub fn router(state: AppState, registry: Arc<Registry>, readiness: Vec<ReadinessCheck>) -> Router {
-    Router::new()
+pub fn router(
+    state: AppState,
+    registry: Arc<Registry>,
+    readiness: Vec<ReadinessCheck>,
+    limits: &ServerLimits,
+) -> Router {
+    let api = Router::new()
         .merge(locations::router())
         .merge(events::router())
         .merge(bookings::router())
         .merge(users::router())
+        .merge(sagas::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::fairness::limit_commands,
+        ));
+    limit(api, limits, &[])
         .merge(health_router(readiness))
         .merge(metrics_router(registry))
         .fallback(route_not_found)

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use command_api::config::{RelayConfig, SagaConfig};
+use command_api::config::{FairnessConfig, RelayConfig, SagaConfig};
 use command_api::{AppState, Application, Config};
 use platform::kafka::TopicSpec;
 use reqwest::StatusCode;
@@ -50,7 +50,18 @@ pub fn config(database_url: &str, brokers: &str, topic: &TopicSpec, relay: bool)
             ..Config::new(database_url, JWT_SECRET).relay
         },
         saga: saga_config(false),
+        // Tests send many commands as one customer; the fairness tests turn it on.
+        fairness: no_fairness_limits(),
         ..Config::new(database_url, JWT_SECRET)
+    }
+}
+
+/// The cap on held seats and the rate limit, both off.
+pub fn no_fairness_limits() -> FairnessConfig {
+    FairnessConfig {
+        max_held_seats_per_user: 0,
+        commands_per_user_per_sec: 0,
+        commands_burst: 0,
     }
 }
 
@@ -60,6 +71,7 @@ pub fn saga_config(enabled: bool) -> SagaConfig {
         enabled,
         hold_ttl: Duration::from_secs(600),
         concurrency: 64,
+        park_after: 10,
     }
 }
 
@@ -198,6 +210,14 @@ pub async fn command_api_process(config: &Config) -> ServiceProcess {
         (
             "BOXOFFICE_HOLD_TTL_SECS",
             config.saga.hold_ttl.as_secs_f64().to_string(),
+        ),
+        (
+            "BOXOFFICE_MAX_HELD_SEATS_PER_USER",
+            config.fairness.max_held_seats_per_user.to_string(),
+        ),
+        (
+            "BOXOFFICE_COMMANDS_PER_USER_PER_SEC",
+            config.fairness.commands_per_user_per_sec.to_string(),
         ),
         ("PAYMENT_GATEWAY_URL", config.payment.url.clone()),
         (

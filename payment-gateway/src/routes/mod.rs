@@ -13,6 +13,7 @@ use platform::http::{
     health_router, method_not_allowed, route_not_found, ApiError, ReadinessCheck,
 };
 use platform::metrics::metrics_router;
+use platform::server::ServerLimits;
 use prometheus_client::registry::Registry;
 
 use crate::app::AppState;
@@ -23,7 +24,12 @@ mod intents;
 mod payment_methods;
 
 /// Every route of the gateway.
-pub fn router(state: AppState, registry: Arc<Registry>, readiness: Vec<ReadinessCheck>) -> Router {
+pub fn router(
+    state: AppState,
+    registry: Arc<Registry>,
+    readiness: Vec<ReadinessCheck>,
+    limits: &ServerLimits,
+) -> Router {
     // Layers run outside in: detached from the connection, metrics (so they see every
     // answer, 401s and simulated latency included), then the key, then the faults
     // (`/v1` only).
@@ -36,7 +42,7 @@ pub fn router(state: AppState, registry: Arc<Registry>, readiness: Vec<Readiness
         .route_layer(from_fn_with_state(state.clone(), crate::metrics::track))
         .route_layer(from_fn(detach));
     Router::new()
-        .merge(api)
+        .merge(platform::server::limit(api, limits, &[]))
         .merge(health_router(readiness))
         .merge(metrics_router(registry))
         .fallback(route_not_found)

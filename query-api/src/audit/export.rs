@@ -90,7 +90,7 @@ impl Export {
                                       'payload', e.payload, 'metadata', e.metadata,
                                       'hash', encode(e.hash, 'hex'),
                                       'redacted', CASE WHEN r.position IS NOT NULL
-                                                  THEN json_build_object('reason', r.reason,
+                                                  THEN json_build_object('reason', r.reason, 'content_hash', encode(r.redacted_hash, 'hex'),
                                                                          'at', r.redacted_at) END)::text AS line
                FROM events e
                LEFT JOIN redactions r ON r.position = e.position

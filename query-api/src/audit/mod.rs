@@ -15,8 +15,9 @@ pub mod history;
 pub mod replay;
 pub mod verify;
 
-/// The aggregate types of the store.
-pub const AGGREGATE_TYPES: [&str; 3] = ["location", "event", "booking"];
+/// The stream types of the store: the three aggregates, a user's stream (erasures)
+/// and the store's own (`store/redactions`).
+pub const AGGREGATE_TYPES: [&str; 5] = ["location", "event", "booking", "user", "store"];
 
 /// Whether `aggregate_type` names one of ours.
 pub fn known_type(aggregate_type: &str) -> bool {

@@ -16,15 +16,18 @@
 //!
 //! **Redacted events** (the card tokens taken out of old `BookingRequested` facts by
 //! migration 0010) keep the hash they were appended with, so the chain still links
-//! through them; their own content is checked against the digest the redaction recorded
-//! instead of their hash, and they are counted as redacted. A redacted event changed
-//! after its redaction still fails.
+//! through them and their receipts still name them. Their content now hashes to
+//! something else, which the store recorded in the open: an `EventsRedacted` fact on the
+//! stream `store/redactions`, itself chained and receipted like every event, names each
+//! redacted event's position and the hash of its content as the redaction left it. A
+//! redacted event is intact when its content hashes to exactly that, and is counted as
+//! redacted; any other change to it (or a "redaction" no such fact names) is tampering.
 //!
 //! A problem names the event (stream, sequence, position) and what happened to it. One
 //! change often shows in both walks (two swapped events fail their hashes and their
 //! receipts): each event is reported once, under the most telling kind.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use futures::TryStreamExt;
 use serde::Serialize;
@@ -70,7 +73,7 @@ pub struct Report {
     pub checked_events: u64,
     /// Append receipts and outbox rows walked.
     pub checked_receipts: u64,
-    /// Events redacted in the open (see `redactions`) and intact since.
+    /// Events redacted in the open (named by an `EventsRedacted` fact) and intact since.
     pub redacted_events: u64,
     /// What was found, by stream and sequence; at most [`MAX_PROBLEMS`].
     pub problems: Vec<Problem>,
@@ -155,22 +158,17 @@ pub async fn verify(pool: &PgPool, progress: Progress<'_>) -> sqlx::Result<Repor
     let mut found = Found::default();
 
     // 1. Every stream against its chain.
+    let redactions = recorded_redactions(&mut tx).await?;
     let mut checked_events = 0u64;
     let mut redacted_events = 0u64;
     {
         let mut rows = sqlx::query(
-            "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.position,
+            "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.position, e.hash,
                     lag(e.sequence) OVER stream AS previous_sequence,
-                    r.position IS NOT NULL AS redacted,
-                    CASE WHEN r.position IS NULL
-                         THEN e.hash = boxoffice_event_hash(lag(e.hash) OVER stream, e.aggregate_type,
-                                                            e.aggregate_id, e.sequence, e.position,
-                                                            e.event_type, e.event_version, e.payload,
-                                                            e.metadata)
-                         ELSE sha256(convert_to(e.payload::text, 'UTF8')) = r.redacted_digest
-                    END AS intact
+                    boxoffice_event_hash(lag(e.hash) OVER stream, e.aggregate_type, e.aggregate_id,
+                                         e.sequence, e.position, e.event_type, e.event_version,
+                                         e.payload, e.metadata) AS content_hash
                FROM events e
-               LEFT JOIN redactions r ON r.position = e.position
              WINDOW stream AS (PARTITION BY e.aggregate_type, e.aggregate_id ORDER BY e.sequence)
               ORDER BY e.aggregate_type, e.aggregate_id, e.sequence",
         )
@@ -205,8 +203,17 @@ pub async fn verify(pool: &PgPool, progress: Progress<'_>) -> sqlx::Result<Repor
                         },
                     );
                 }
-            } else if !row.try_get::<bool, _>("intact")? {
-                let redacted: bool = row.try_get("redacted")?;
+            } else {
+                let stored: Vec<u8> = row.try_get("hash")?;
+                let content: Vec<u8> = row.try_get("content_hash")?;
+                let redaction = redactions.get(&position);
+                if stored == content {
+                    continue;
+                }
+                if redaction == Some(&content) {
+                    redacted_events += 1;
+                    continue;
+                }
                 found.add(
                     Source::Chain,
                     Problem {
@@ -215,15 +222,13 @@ pub async fn verify(pool: &PgPool, progress: Progress<'_>) -> sqlx::Result<Repor
                         aggregate_id,
                         sequence,
                         position: Some(position),
-                        detail: if redacted {
+                        detail: if redaction.is_some() {
                             "it was redacted, and changed since: its content is not what the redaction left".into()
                         } else {
                             "its hash does not match its content and the previous event's hash".into()
                         },
                     },
                 );
-            } else if row.try_get::<bool, _>("redacted")? {
-                redacted_events += 1;
             }
         }
     }
@@ -331,4 +336,37 @@ pub async fn verify(pool: &PgPool, progress: Progress<'_>) -> sqlx::Result<Repor
         problems,
         problems_truncated: found.truncated,
     })
+}
+
+/// The redactions the store recorded in its own history: position → the hash of the
+/// redacted event's content as the redaction left it. Read from the `EventsRedacted`
+/// facts (chained and receipted, so a forged one is itself found), never from the
+/// `redactions` table, a convenience for exports that anyone who can write to the
+/// events could write to as well.
+async fn recorded_redactions(conn: &mut sqlx::PgConnection) -> sqlx::Result<HashMap<i64, Vec<u8>>> {
+    let rows: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT entry ->> 'position', entry ->> 'hash'
+           FROM events,
+                jsonb_array_elements(CASE jsonb_typeof(payload -> 'EventsRedacted' -> 'events')
+                                     WHEN 'array' THEN payload -> 'EventsRedacted' -> 'events'
+                                     ELSE '[]' END) AS entry
+          WHERE aggregate_type = 'store' AND aggregate_id = 'redactions'
+            AND event_type = 'EventsRedacted'",
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(position, hash)| Some((position?.parse().ok()?, hex_decode(&hash?)?)))
+        .collect())
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }

@@ -7,6 +7,7 @@ use axum::Router;
 use chrono::{DateTime, SecondsFormat, Utc};
 use platform::http::{health_router, method_not_allowed, route_not_found, ReadinessCheck};
 use platform::metrics::metrics_router;
+use platform::server::{limit, ServerLimits};
 use prometheus_client::registry::Registry;
 use tower_http::trace::TraceLayer;
 
@@ -17,19 +18,29 @@ mod audit;
 mod bookings;
 mod events;
 mod locations;
+mod parked;
 
 /// Every route of query-api.
-pub fn router(state: AppState, registry: Arc<Registry>, readiness: Vec<ReadinessCheck>) -> Router {
-    Router::new()
+pub fn router(
+    state: AppState,
+    registry: Arc<Registry>,
+    readiness: Vec<ReadinessCheck>,
+    limits: &ServerLimits,
+) -> Router {
+    let api = Router::new()
         .merge(locations::router())
         .merge(events::router())
         .merge(bookings::router())
         .merge(admin::router())
+        .merge(parked::router())
         .merge(audit::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track,
-        ))
+        ));
+    // The export streams the whole store and verify walks it: bounded by the store's
+    // size, not by the request timeout.
+    limit(api, limits, &["/v1/audit/export", "/v1/audit/verify"])
         .merge(health_router(readiness))
         .merge(metrics_router(registry))
         .fallback(route_not_found)

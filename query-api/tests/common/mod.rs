@@ -30,6 +30,8 @@ pub struct Stack {
     pub relay_topic: String,
     /// command-api's state, for tests that play the saga's part.
     pub command_state: command_api::AppState,
+    /// query-api's state, for tests that read its watcher.
+    pub query_state: query_api::AppState,
     pub group: String,
     pub command: Running,
     pub projector: Option<(Running, Arc<projector::Context>)>,
@@ -83,9 +85,12 @@ pub fn projector_config(
         topic: topic.clone(),
         group: group.to_owned(),
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        http: platform::server::ServerLimits::default(),
         batch_size: 500,
         sweep_interval: sweep,
         fetch_wait: Duration::from_millis(10),
+        parked_retry: Duration::from_secs(30),
+        reads: domain::upcast::readable,
     }
 }
 
@@ -132,6 +137,9 @@ impl Stack {
         command_config.relay.poll_interval = Duration::from_millis(200);
         command_config.saga.enabled = options.sagas;
         command_config.saga.hold_ttl = options.hold_ttl;
+        // Tests send many commands as one customer.
+        command_config.fairness.max_held_seats_per_user = 0;
+        command_config.fairness.commands_per_user_per_sec = 0;
         command_config.payment.url = gateway.base_url.clone();
         (options.command)(&mut command_config);
         let command_app = command_api::Application::build(command_config)
@@ -145,6 +153,7 @@ impl Stack {
         })
         .await
         .expect("query-api");
+        let query_state = query_app.state();
         let query = serve(|l, s| query_app.run(l, s)).await;
         let mut projector_topic = topic.clone();
         if let Some(name) = options.projector_topic {
@@ -156,6 +165,7 @@ impl Stack {
             brokers,
             relay_topic: topic.name.clone(),
             command_state,
+            query_state,
             topic: projector_topic,
             group: format!("bt-projector-{}", Uuid::new_v4().simple()),
             command,
@@ -170,13 +180,19 @@ impl Stack {
 
     /// Starts (again) the projector, in the stack's consumer group.
     pub async fn start_projector(&mut self) {
-        let config = projector_config(
+        self.start_projector_with(|_| {}).await;
+    }
+
+    /// Starts (again) the projector, with a change to its configuration.
+    pub async fn start_projector_with(&mut self, change: impl FnOnce(&mut projector::Config)) {
+        let mut config = projector_config(
             &self.db,
             &self.brokers,
             &self.topic,
             &self.group,
             self.sweep,
         );
+        change(&mut config);
         let app = projector::Application::build(config)
             .await
             .expect("projector");
@@ -200,6 +216,18 @@ impl Stack {
     /// POST to command-api.
     pub async fn command(&self, path: &str, token: &str, body: &Value) -> Answer {
         testkit::api::post(&self.client, &self.command.url(path), token, &[], body).await
+    }
+
+    /// POST `{}` to query-api as an admin.
+    pub async fn admin_query_post(&self, path: &str) -> Answer {
+        testkit::api::post(
+            &self.client,
+            &self.query.url(path),
+            &admin(),
+            &[],
+            &json!({}),
+        )
+        .await
     }
 
     /// GET from query-api.
