@@ -16,9 +16,12 @@
 //!   booking's final status; baseline: the same clients on an event each.
 //! - `audit`: export and verify of N events in a scratch database; baseline: the same
 //!   rows streamed out of the store. Then appends with the hash chain against without.
+//! - `chaos`: not a measurement but a drill: a system of its own under load while its
+//!   processes are killed at random; exits 1 when anything was lost or done twice.
 
 mod audit;
 mod bookings;
+mod chaos;
 mod freshness;
 mod hot_event;
 mod rebuild;
@@ -50,6 +53,9 @@ enum Scenario {
     /// Export and verify speed next to streaming the rows; appends with the hash
     /// chain against without it.
     Audit(audit::Args),
+    /// A system of its own under load while services, the broker and database
+    /// sessions are killed at random; then checks that nothing was lost or done twice.
+    Chaos(chaos::Args),
 }
 
 #[tokio::main]
@@ -60,5 +66,6 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Rebuild(args) => rebuild::run(args).await,
         Scenario::HotEvent(args) => hot_event::run(args).await,
         Scenario::Audit(args) => audit::run(args).await,
+        Scenario::Chaos(args) => chaos::run(args).await,
     }
 }

@@ -17,6 +17,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use cqrs_es::persist::PersistenceError;
 use cqrs_es::Aggregate;
 use domain::policy::keys;
 use domain::{DomainError, ErrorKind};
@@ -205,7 +206,7 @@ where
                 return ("overloaded", platform::server::overloaded());
             }
             Err(ExecuteError::Store(err)) => {
-                return ("error", ApiError::unexpected(err).into_response());
+                return ("error", store_failure(err).into_response());
             }
         }
     }
@@ -333,6 +334,20 @@ async fn remember_refusal<A: Aggregate>(
         Ok(None)
     } else {
         replay::<A>(app, s, key).await
+    }
+}
+
+/// The answer to a failure of the event store: 503 `unavailable` when the database
+/// is unreachable for the moment (the connection was lost or terminated), else 500.
+fn store_failure(err: PersistenceError) -> ApiError {
+    match &err {
+        PersistenceError::ConnectionError(_) => ApiError::database_unavailable(),
+        PersistenceError::UnknownError(cause)
+            if platform::db::error_is_transient(cause.as_ref()) =>
+        {
+            ApiError::database_unavailable()
+        }
+        _ => ApiError::unexpected(err),
     }
 }
 

@@ -86,6 +86,15 @@ impl<E: std::error::Error> ExecuteError<E> {
             Self::Conflict => Self::Conflict,
             Self::IdempotencyKeyTaken => Self::IdempotencyKeyTaken,
             Self::Overloaded => Self::Overloaded,
+            // A lost connection stays one for every command of the batch (503, not 500).
+            Self::Store(PersistenceError::ConnectionError(_)) => {
+                Self::Store(PersistenceError::ConnectionError(self.to_string().into()))
+            }
+            Self::Store(PersistenceError::UnknownError(cause))
+                if platform::db::error_is_transient(cause.as_ref()) =>
+            {
+                Self::Store(PersistenceError::ConnectionError(self.to_string().into()))
+            }
             other => Self::Store(PersistenceError::UnknownError(other.to_string().into())),
         }
     }

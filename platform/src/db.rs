@@ -28,6 +28,41 @@ const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
 
 /// A pool on `url`, waiting up to a minute for the server at start-up (compose starts
 /// everything at once).
+/// Whether a database failure is the moment's, not the request's: the connection was
+/// lost or refused, the server is shutting down or terminated the session (an
+/// operator's `pg_terminate_backend`, a failover), or no connection was free in time.
+/// Such a request is answered 503 with `Retry-After`, not 500.
+pub fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // Class 08: connection exception; 57P01..57P03: admin or crash shutdown,
+            // cannot connect now; 53300: too many connections.
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }),
+        _ => false,
+    }
+}
+
+/// [`is_transient`] for the first database error in an error's chain of sources.
+pub fn error_is_transient(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(db) = err.downcast_ref::<sqlx::Error>() {
+            return is_transient(db);
+        }
+        if let Some(db) = err.downcast_ref::<std::sync::Arc<sqlx::Error>>() {
+            return is_transient(db);
+        }
+        next = err.source();
+    }
+    false
+}
+
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url.parse().context("DATABASE_URL is not a Postgres URL")?;
     connect_with(options, max_connections).await

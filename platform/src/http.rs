@@ -29,6 +29,24 @@ use uuid::Uuid;
 /// The largest request body accepted (64 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Whether a cause handed to [`ApiError::unexpected`] is a database failure of the
+/// moment: a `sqlx::Error` (bare or shared) or an `anyhow::Error` with one in its chain.
+fn transient(cause: &dyn std::any::Any) -> bool {
+    if let Some(err) = cause.downcast_ref::<sqlx::Error>() {
+        return crate::db::is_transient(err);
+    }
+    if let Some(err) = cause.downcast_ref::<Arc<sqlx::Error>>() {
+        return crate::db::is_transient(err);
+    }
+    if let Some(err) = cause.downcast_ref::<anyhow::Error>() {
+        return err.chain().any(crate::db::error_is_transient);
+    }
+    if let Some(err) = cause.downcast_ref::<Box<dyn std::error::Error + Send + Sync>>() {
+        return crate::db::error_is_transient(err.as_ref());
+    }
+    false
+}
+
 /// An answer other than success, rendered as the JSON error envelope.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -109,13 +127,30 @@ impl ApiError {
     }
 
     /// A failure that is ours, not the client's: logged with its cause, answered 500
-    /// `internal_error` with nothing of the cause in the body.
-    pub fn unexpected(cause: impl std::fmt::Display) -> Self {
+    /// `internal_error` with nothing of the cause in the body. A database that is
+    /// unreachable for the moment (see [`crate::db::is_transient`]) is answered 503
+    /// `unavailable` with `Retry-After` instead: the client may try again.
+    pub fn unexpected(cause: impl std::fmt::Display + 'static) -> Self {
+        if transient(&cause) {
+            tracing::warn!(cause = %cause, "the database is unavailable for the moment");
+            return Self::database_unavailable();
+        }
         tracing::error!(cause = %cause, "request failed unexpectedly");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
             "something went wrong on our side; it was logged",
+        )
+    }
+
+    /// 503 `unavailable`: the database could not be reached (or dropped the session)
+    /// this moment. A command answered so may or may not have been recorded: repeat it
+    /// with the same `Idempotency-Key` to be sure it is recorded once.
+    pub fn database_unavailable() -> Self {
+        Self::unavailable(
+            "unavailable",
+            "the database is unavailable for a moment; try again shortly",
+            1,
         )
     }
 

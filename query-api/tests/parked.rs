@@ -229,3 +229,84 @@ async fn a_saga_failing_the_same_way_is_parked_listed_and_retried_while_others_g
     assert_eq!(customer_retry.status, StatusCode::FORBIDDEN);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn an_event_cancellation_goes_past_a_booking_it_cannot_cancel_and_parks() {
+    let stack = Stack::start_with(Options {
+        command: |config| config.saga.park_after = 3,
+        ..Options::default()
+    })
+    .await;
+    let location = stack.location("Olympia", 10).await;
+    let event = stack.event(&event_body(&location)).await.id();
+    let mut bookings = Vec::new();
+    for user in ["alice", "bob"] {
+        let id = stack.book(&event, user, 2).await.id();
+        stack
+            .eventually(
+                &format!("/v1/bookings/{id}"),
+                &admin(),
+                "the booking confirmed",
+                |a| a.body["status"] == "confirmed",
+            )
+            .await;
+        bookings.push(id);
+    }
+    // The first booking (first in the event's ledger) gets a fact no build knows: it can
+    // no longer be loaded, so it cannot be cancelled.
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT 'booking', $1, max(sequence) + 1, 'BookingMystery', '1.0', '{\"BookingMystery\": {}}', '{}'
+           FROM events WHERE aggregate_type = 'booking' AND aggregate_id = $1",
+    )
+    .bind(&bookings[0])
+    .execute(&stack.db.pool)
+    .await
+    .unwrap();
+
+    let cancelled = stack
+        .command(
+            &format!("/v1/events/{event}/cancel"),
+            &admin(),
+            &json!({"reason": "storm"}),
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::ACCEPTED, "{}", cancelled.body);
+    // The pass goes past it: the other booking is cancelled and refunded.
+    stack
+        .eventually(
+            &format!("/v1/bookings/{}", bookings[1]),
+            &admin(),
+            "the second booking cancelled",
+            |a| a.body["status"] == "cancelled" && a.body["reason"] == "event_cancelled",
+        )
+        .await;
+    // And the cancellation, failing the same way each time, is parked for an operator.
+    let parked = eventually(
+        Duration::from_secs(60),
+        "the cancellation parked",
+        || async {
+            let answer = testkit::api::get(
+                &stack.client,
+                &stack.command.url("/v1/admin/sagas/parked"),
+                &admin(),
+                &[],
+            )
+            .await;
+            let items = answer.body["items"].as_array().cloned().unwrap_or_default();
+            items
+                .into_iter()
+                .find(|i| i["kind"] == "event_cancellation")
+        },
+    )
+    .await;
+    assert_eq!(parked["id"], event.as_str());
+    assert!(
+        parked["last_error"]
+            .as_str()
+            .unwrap()
+            .contains(bookings[0].as_str()),
+        "{parked}"
+    );
+    stack.stop().await;
+}

@@ -64,19 +64,19 @@ enum IntentError {
 
 impl From<IntentError> for ApiError {
     fn from(err: IntentError) -> Self {
-        match &err {
+        let message = err.to_string();
+        match err {
             IntentError::NotFound(_) | IntentError::KeyNotFound(_) => {
-                crate::routes::missing(err.to_string())
+                crate::routes::missing(message)
             }
             IntentError::UnexpectedState { intent, .. } => {
-                let details = json!({ "payment_intent": render(intent) });
-                ApiError::conflict("payment_intent_unexpected_state", err.to_string())
-                    .with_details(details)
+                let details = json!({ "payment_intent": render(&intent) });
+                ApiError::conflict("payment_intent_unexpected_state", message).with_details(details)
             }
-            IntentError::KeyReused => ApiError::conflict("idempotency_key_reused", err.to_string()),
+            IntentError::KeyReused => ApiError::conflict("idempotency_key_reused", message),
             IntentError::NoSuchPaymentMethod => ApiError::validation(json!([{
                 "field": "payment_method",
-                "message": err.to_string(),
+                "message": message,
             }])),
             IntentError::Unexpected(cause) => ApiError::unexpected(cause),
         }

@@ -38,9 +38,10 @@ enum MethodError {
 
 impl From<MethodError> for ApiError {
     fn from(err: MethodError) -> Self {
-        match &err {
-            MethodError::NotFound => crate::routes::missing(err.to_string()),
-            MethodError::KeyReused => ApiError::conflict("idempotency_key_reused", err.to_string()),
+        let message = err.to_string();
+        match err {
+            MethodError::NotFound => crate::routes::missing(message),
+            MethodError::KeyReused => ApiError::conflict("idempotency_key_reused", message),
             MethodError::Unexpected(cause) => ApiError::unexpected(cause),
         }
     }
