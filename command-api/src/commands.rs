@@ -24,7 +24,6 @@ use domain::{DomainError, ErrorKind};
 use platform::auth::User;
 use platform::http::{ApiError, IdempotencyKey};
 use rand::Rng;
-use serde_json::{json, Value};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -87,8 +86,8 @@ pub struct Submission<'a> {
     pub fingerprint: &'a str,
     /// The status of an accepted answer (201 or 202).
     pub accepted: StatusCode,
-    /// Fields added to the accepted body besides `id` and `consistency_token`.
-    pub extra: &'static [(&'static str, &'static str)],
+    /// The `status` of the accepted body, for a create that has one (a booking).
+    pub status: Option<&'static str>,
     /// Whether the command creates its aggregate under an id just made up.
     pub creates: bool,
 }
@@ -241,11 +240,27 @@ fn metadata(app: &App, s: &Submission<'_>) -> HashMap<String, String> {
     metadata
 }
 
+/// The answer to an accepted command (201 or 202), the `X-Consistency-Token` header
+/// carrying the same token.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "0193b3c4-8f5e-7a1c-9d2e-3f4a5b6c7d8e", "status": "pending",
+                          "consistency_token": "booking:0193b3c4-8f5e-7a1c-9d2e-3f4a5b6c7d8e:1"}))]
+pub struct Accepted {
+    /// The id of the aggregate the command went to (a new one for a create).
+    pub id: String,
+    /// A new booking's status: `pending`, until the saga moves it on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Send it as `X-Consistency-Token` on a read to see this write.
+    pub consistency_token: String,
+}
+
 fn accepted(s: &Submission<'_>, id: &str, token: &str) -> Response {
-    let mut body = json!({ "id": id, "consistency_token": token });
-    for (field, value) in s.extra {
-        body[*field] = Value::from(*value);
-    }
+    let body = Accepted {
+        id: id.to_owned(),
+        status: s.status.map(str::to_owned),
+        consistency_token: token.to_owned(),
+    };
     let mut response = (s.accepted, Json(body)).into_response();
     if let Ok(value) = HeaderValue::from_str(token) {
         response.headers_mut().insert(CONSISTENCY_TOKEN, value);

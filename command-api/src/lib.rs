@@ -26,6 +26,7 @@ pub mod config;
 pub mod fairness;
 pub mod idempotency;
 pub mod metrics;
+pub mod openapi;
 pub mod payment;
 pub mod reconcile;
 pub mod relay;

@@ -18,6 +18,7 @@ pub mod db;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod openapi;
 pub mod personal;
 pub mod server;
 pub mod shutdown;

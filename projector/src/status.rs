@@ -10,7 +10,7 @@ use crate::engine::{aggregate_type, PROJECTIONS};
 use crate::store::EventStore;
 
 /// One projection's state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProjectionStatus {
     /// `locations`, `events` or `bookings`.
     pub name: String,
@@ -30,7 +30,7 @@ pub struct ProjectionStatus {
 }
 
 /// A rebuild and how far it got.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RebuildStatus {
     /// Its id.
     pub id: i64,

@@ -43,6 +43,14 @@ impl Token {
         else {
             return None;
         };
+        // Exactly as command-api writes it (and the OpenAPI document describes it): a
+        // hyphenated UUID, a sequence in plain digits without a leading zero.
+        let canonical_sequence = !sequence.is_empty()
+            && !sequence.starts_with('0')
+            && sequence.bytes().all(|b| b.is_ascii_digit());
+        if id.len() != 36 || !canonical_sequence {
+            return None;
+        }
         Some(Self {
             table: projector::engine::table_for_aggregate(aggregate_type)?,
             id: Uuid::parse_str(id).ok()?,
@@ -94,6 +102,7 @@ impl FromRequestParts<AppState> for Requested {
             Some(value) => value
                 .to_str()
                 .ok()
+                .filter(|v| !v.is_empty() && v.len() <= 9 && v.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(|ms| Duration::from_millis(ms).min(MAX_TIMEOUT))
                 .ok_or_else(|| {

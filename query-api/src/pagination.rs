@@ -42,12 +42,12 @@ pub fn encode<K: Serialize>(key: &K) -> String {
 
 /// `{"items", "next_cursor"}` from up to `limit + 1` rows: the extra row, if any, says
 /// there is a next page.
-pub fn page<R, K: Serialize>(
+pub fn page<R, K: Serialize, T>(
     mut rows: Vec<R>,
     limit: i64,
     key: impl Fn(&R) -> K,
-    render: impl Fn(&R) -> serde_json::Value,
-) -> serde_json::Value {
+    render: impl Fn(&R) -> T,
+) -> crate::contract::Page<T> {
     let more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
     let next_cursor = if more {
@@ -55,7 +55,10 @@ pub fn page<R, K: Serialize>(
     } else {
         None
     };
-    json!({ "items": rows.iter().map(render).collect::<Vec<_>>(), "next_cursor": next_cursor })
+    crate::contract::Page {
+        items: rows.iter().map(render).collect(),
+        next_cursor,
+    }
 }
 
 /// A 422 naming one query parameter.
@@ -87,13 +90,10 @@ mod tests {
 
     #[test]
     fn a_page_says_whether_more_follows() {
-        let page = page(vec![1, 2, 3], 2, |n| *n, |n| json!(n));
-        assert_eq!(page["items"], json!([1, 2]));
-        assert_eq!(
-            decode::<i32>(page["next_cursor"].as_str()).unwrap(),
-            Some(2)
-        );
-        let last = super::page(vec![1], 2, |n| *n, |n| json!(n));
-        assert!(last["next_cursor"].is_null());
+        let page = page(vec![1, 2, 3], 2, |n| *n, |n| *n);
+        assert_eq!(page.items, vec![1, 2]);
+        assert_eq!(decode::<i32>(page.next_cursor.as_deref()).unwrap(), Some(2));
+        let last = super::page(vec![1], 2, |n| *n, |n| *n);
+        assert!(last.next_cursor.is_none());
     }
 }

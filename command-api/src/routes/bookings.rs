@@ -35,13 +35,33 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/bookings/{id}/cancel", post(cancel_booking))
 }
 
-#[derive(Deserialize)]
-struct RequestBookingDto {
+/// A booking request.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"seats": 2, "card_token": "tok_visa"}))]
+pub(crate) struct RequestBookingDto {
+    /// 1 to 10.
+    #[schema(minimum = 1, maximum = 10)]
     seats: i64,
+    /// The card, as the payment provider's token (1 to 200 visible ASCII
+    /// characters); exchanged with the gateway, never stored here.
+    #[schema(pattern = "^[\\x21-\\x7e]{1,200}$")]
     card_token: String,
 }
 
-async fn request_booking(
+/// Book seats of an event (any user): recorded `pending`, the saga reserves the seats
+/// and takes the payment.
+#[utoipa::path(post, path = "/v1/events/{id}/bookings", tag = "bookings", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The event.")),
+    request_body = RequestBookingDto,
+    responses(
+        (status = 202, description = "Accepted, `pending`.", body = crate::commands::Accepted,
+         headers(("X-Consistency-Token" = String, description = "As `consistency_token`."))),
+        (status = 404, description = "No such event.", body = platform::openapi::ErrorBody),
+        (status = 409, description = "`event_cancelled`, `event_started`, `too_many_held_seats`, `concurrency_conflict`. (Sold out is not refused here: the booking is rejected `sold_out` by the saga.)", body = platform::openapi::ErrorBody),
+        (status = 422, description = "`validation_failed` (also a card token the provider does not accept), `idempotency_key_reused`.", body = platform::openapi::ErrorBody),
+        (status = 503, description = "`payment_unavailable`: the payment provider cannot be reached (nothing recorded); also the common 503s.", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn request_booking(
     State(app): State<AppState>,
     user: User,
     context: RequestContext,
@@ -80,7 +100,7 @@ async fn request_booking(
         context: &context,
         fingerprint: &body.fingerprint,
         accepted: StatusCode::ACCEPTED,
-        extra: &[("status", "pending")],
+        status: Some("pending"),
         creates: true,
     };
     // A retry gets its first answer before anything is asked of the gateway again.
@@ -172,10 +192,23 @@ async fn tokenize(
 }
 
 /// The cancel body is `{}`; anything in it is ignored.
-#[derive(Deserialize)]
-struct CancelBookingDto {}
+/// `{}`.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct CancelBookingDto {}
 
-async fn cancel_booking(
+/// Cancel a confirmed booking before its event starts (its owner or an admin); the
+/// payment is refunded.
+#[utoipa::path(post, path = "/v1/bookings/{id}/cancel", tag = "bookings", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The booking.")),
+    request_body = CancelBookingDto,
+    responses(
+        (status = 202, description = "Accepted; the refund follows.", body = crate::commands::Accepted,
+         headers(("X-Consistency-Token" = String, description = "As `consistency_token`."))),
+        (status = 404, description = "No such booking (or another customer's).", body = platform::openapi::ErrorBody),
+        (status = 409, description = "`booking_not_confirmed`, `already_cancelled`, `event_started`, `concurrency_conflict`.", body = platform::openapi::ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`.", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn cancel_booking(
     State(app): State<AppState>,
     user: User,
     context: RequestContext,
@@ -219,7 +252,7 @@ async fn cancel_booking(
         context: &context,
         fingerprint: &fingerprint,
         accepted: StatusCode::ACCEPTED,
-        extra: &[],
+        status: None,
         creates: false,
     };
     Ok(submit(&app, &app.bookings, submission, booking_id, command).await)

@@ -22,15 +22,35 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/events/{id}/cancel", post(cancel_event))
 }
 
-#[derive(Deserialize)]
-struct ScheduleEventDto {
+/// A new event.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"name": "Jazz night", "location_id": "0193b3c4-8f5e-7a1c-9d2e-3f4a5b6c7d8e",
+                          "hall": "Main", "starts_at": "2030-05-01T20:00:00Z", "ends_at": "2030-05-01T23:00:00Z",
+                          "price_cents": 2500, "currency": "EUR"}))]
+pub(crate) struct ScheduleEventDto {
+    /// 1 to 200 characters.
+    #[schema(value_type = crate::openapi::Text)]
     name: String,
+    /// A location's id.
+    #[schema(format = Uuid)]
     location_id: String,
+    /// One of the location's halls.
+    #[schema(value_type = crate::openapi::Text)]
     hall: String,
+    /// RFC 3339, in the future.
+    #[schema(format = DateTime)]
     starts_at: String,
+    /// RFC 3339, after `starts_at`.
+    #[schema(format = DateTime)]
     ends_at: String,
+    /// 0 to 1 000 000 000, in minor units.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     price_cents: i64,
+    /// ISO 4217, such as `EUR`.
+    #[schema(pattern = "^[A-Z]{3}$")]
     currency: String,
+    /// At most the hall's; the hall's when absent.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     capacity: Option<i64>,
 }
 
@@ -87,7 +107,16 @@ impl TryFrom<ScheduleEventDto> for Parsed {
     }
 }
 
-async fn schedule_event(
+/// Schedule an event in a hall (admin).
+#[utoipa::path(post, path = "/v1/events", tag = "events", security(("bearer" = [])),
+    request_body = ScheduleEventDto,
+    responses(
+        (status = 201, description = "Scheduled.", body = crate::commands::Accepted,
+         headers(("X-Consistency-Token" = String, description = "As `consistency_token`."))),
+        (status = 403, description = "Not an admin.", body = platform::openapi::ErrorBody),
+        (status = 422, description = "`validation_failed` (with `details`), `unknown_location`, `unknown_hall`, `capacity_exceeds_hall`, `ends_before_start`, `starts_in_past`, `idempotency_key_reused`.", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn schedule_event(
     State(app): State<AppState>,
     Admin(user): Admin,
     context: RequestContext,
@@ -125,18 +154,34 @@ async fn schedule_event(
         context: &context,
         fingerprint: &body.fingerprint,
         accepted: StatusCode::CREATED,
-        extra: &[],
+        status: None,
         creates: true,
     };
     Ok(submit(&app, &app.events, submission, Uuid::now_v7(), command).await)
 }
 
-#[derive(Deserialize)]
-struct CancelEventDto {
+/// An event's cancellation.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"reason": "the artist is ill"}))]
+pub(crate) struct CancelEventDto {
+    /// 1 to 200 characters.
+    #[schema(value_type = crate::openapi::Text)]
     reason: String,
 }
 
-async fn cancel_event(
+/// Cancel an event (admin): its bookings are rejected or cancelled and refunded.
+#[utoipa::path(post, path = "/v1/events/{id}/cancel", tag = "events", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The event.")),
+    request_body = CancelEventDto,
+    responses(
+        (status = 202, description = "Accepted; the bookings follow.", body = crate::commands::Accepted,
+         headers(("X-Consistency-Token" = String, description = "As `consistency_token`."))),
+        (status = 403, description = "Not an admin.", body = platform::openapi::ErrorBody),
+        (status = 404, description = "No such event.", body = platform::openapi::ErrorBody),
+        (status = 409, description = "`already_cancelled`, `event_ended`, `concurrency_conflict`.", body = platform::openapi::ErrorBody),
+        (status = 422, description = "`validation_failed`, `idempotency_key_reused`.", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn cancel_event(
     State(app): State<AppState>,
     Admin(user): Admin,
     context: RequestContext,
@@ -158,7 +203,7 @@ async fn cancel_event(
         context: &context,
         fingerprint: &body.fingerprint,
         accepted: StatusCode::ACCEPTED,
-        extra: &[],
+        status: None,
         creates: false,
     };
     Ok(submit(&app, &app.events, submission, event_id, command).await)

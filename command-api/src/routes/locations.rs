@@ -21,17 +21,34 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/locations/{id}/halls", post(add_hall))
 }
 
-#[derive(Deserialize)]
-struct HallDto {
+/// A hall of a location.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"name": "Main", "capacity": 100}))]
+pub(crate) struct HallDto {
+    /// 1 to 200 characters, unique within the location.
+    #[schema(value_type = crate::openapi::Text)]
     name: String,
+    /// Seats, 1 to 1 000 000.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     capacity: i64,
 }
 
-#[derive(Deserialize)]
-struct CreateLocationDto {
+/// A new location.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"name": "Roundhouse", "address": "Chalk Farm Rd, London", "country": "GB",
+                          "halls": [{"name": "Main", "capacity": 100}]}))]
+pub(crate) struct CreateLocationDto {
+    /// 1 to 200 characters.
+    #[schema(value_type = crate::openapi::Text)]
     name: String,
+    /// 1 to 200 characters.
+    #[schema(value_type = crate::openapi::Text)]
     address: String,
+    /// The country, such as `GB` (1 to 200 characters).
+    #[schema(value_type = crate::openapi::Text)]
     country: String,
+    /// At most 100, names unique.
+    #[schema(max_items = 100)]
     halls: Vec<HallDto>,
 }
 
@@ -79,7 +96,16 @@ impl TryFrom<CreateLocationDto> for LocationCommand {
     }
 }
 
-async fn create_location(
+/// Create a location with its halls (admin).
+#[utoipa::path(post, path = "/v1/locations", tag = "locations", security(("bearer" = [])),
+    request_body = CreateLocationDto,
+    responses(
+        (status = 201, description = "Created.", body = crate::commands::Accepted,
+         headers(("X-Consistency-Token" = String, description = "As `consistency_token`."))),
+        (status = 403, description = "Not an admin.", body = platform::openapi::ErrorBody),
+        (status = 422, description = "`validation_failed` (with `details`), `duplicate_hall`, `idempotency_key_reused`.", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn create_location(
     State(app): State<AppState>,
     Admin(user): Admin,
     context: RequestContext,
@@ -92,13 +118,25 @@ async fn create_location(
         context: &context,
         fingerprint: &body.fingerprint,
         accepted: StatusCode::CREATED,
-        extra: &[],
+        status: None,
         creates: true,
     };
     Ok(submit(&app, &app.locations, submission, Uuid::now_v7(), command).await)
 }
 
-async fn add_hall(
+/// Add a hall to a location (admin).
+#[utoipa::path(post, path = "/v1/locations/{id}/halls", tag = "locations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The location.")),
+    request_body = HallDto,
+    responses(
+        (status = 201, description = "Added.", body = crate::commands::Accepted,
+         headers(("X-Consistency-Token" = String, description = "As `consistency_token`."))),
+        (status = 403, description = "Not an admin.", body = platform::openapi::ErrorBody),
+        (status = 404, description = "No such location.", body = platform::openapi::ErrorBody),
+        (status = 409, description = "`hall_exists`, `concurrency_conflict`.", body = platform::openapi::ErrorBody),
+        (status = 422, description = "`validation_failed`, `idempotency_key_reused`.", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn add_hall(
     State(app): State<AppState>,
     Admin(user): Admin,
     context: RequestContext,
@@ -116,7 +154,7 @@ async fn add_hall(
         context: &context,
         fingerprint: &body.fingerprint,
         accepted: StatusCode::CREATED,
-        extra: &[],
+        status: None,
         creates: false,
     };
     Ok(submit(

@@ -12,11 +12,11 @@ use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 
-mod bookings;
-mod events;
-mod locations;
-mod sagas;
-mod users;
+pub(crate) mod bookings;
+pub(crate) mod events;
+pub(crate) mod locations;
+pub(crate) mod sagas;
+pub(crate) mod users;
 
 /// Every route of command-api.
 pub fn router(
@@ -42,4 +42,8 @@ pub fn router(
         .method_not_allowed_fallback(method_not_allowed)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+        .merge(platform::openapi::docs_router(
+            crate::openapi::document_json(),
+            "boxoffice command-api",
+        ))
 }

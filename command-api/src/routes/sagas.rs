@@ -12,7 +12,6 @@ use chrono::{DateTime, Utc};
 use platform::auth::Admin;
 use platform::http::ApiError;
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use crate::app::AppState;
 
@@ -23,8 +22,8 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// A parked saga as listed.
-#[derive(Serialize, sqlx::FromRow)]
-struct Parked {
+#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub(crate) struct Parked {
     /// `booking` or `event_cancellation`.
     kind: String,
     /// The booking's id, or the cancelled event's.
@@ -39,7 +38,33 @@ struct Parked {
     parked_at: DateTime<Utc>,
 }
 
-async fn parked(State(app): State<AppState>, _admin: Admin) -> Result<Json<Value>, ApiError> {
+/// Parked sagas.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ParkedList {
+    /// At most 1000, oldest first.
+    items: Vec<Parked>,
+}
+
+/// A parked saga taken up again.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Retrying {
+    id: String,
+    /// `booking` or `event_cancellation`.
+    kind: String,
+    /// `retrying`.
+    status: String,
+}
+
+/// Sagas parked after failing the same way too often (admin).
+#[utoipa::path(get, path = "/v1/admin/sagas/parked", tag = "admin", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The parked sagas.", body = ParkedList),
+        (status = 403, description = "Not an admin.", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn parked(
+    State(app): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<ParkedList>, ApiError> {
     let items: Vec<Parked> = sqlx::query_as(
         "SELECT 'booking' AS kind, booking_id AS id, step, last_error, same_failures, parked_at
            FROM booking_sagas WHERE parked_at IS NOT NULL
@@ -52,14 +77,22 @@ async fn parked(State(app): State<AppState>, _admin: Admin) -> Result<Json<Value
     .fetch_all(&app.pool)
     .await
     .map_err(ApiError::unexpected)?;
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(ParkedList { items }))
 }
 
-async fn retry(
+/// Take a parked saga up again (admin).
+#[utoipa::path(post, path = "/v1/admin/sagas/{id}/retry", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "A booking's id, or a cancelled event's.")),
+    responses(
+        (status = 202, description = "Retrying.", body = Retrying),
+        (status = 403, description = "Not an admin.", body = platform::openapi::ErrorBody),
+        (status = 404, description = "No parked saga with that id.", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn retry(
     State(app): State<AppState>,
     _admin: Admin,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Retrying>), ApiError> {
     let retried: Option<String> = sqlx::query_scalar(
         "WITH booking AS (
              UPDATE booking_sagas
@@ -81,7 +114,11 @@ async fn retry(
     match retried {
         Some(kind) => Ok((
             StatusCode::ACCEPTED,
-            Json(json!({"id": id, "kind": kind, "status": "retrying"})),
+            Json(Retrying {
+                id,
+                kind,
+                status: "retrying".to_owned(),
+            }),
         )),
         None => Err(ApiError::not_found("no parked saga with that id")),
     }

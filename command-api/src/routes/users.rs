@@ -26,10 +26,23 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// The body is `{}`; anything in it is ignored.
-#[derive(Deserialize)]
-struct EraseDto {}
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct EraseDto {}
 
-async fn erase(
+/// Erase a user's personal data (admin; idempotent): the user's keys are destroyed,
+/// history and read models show the contact as erased.
+#[utoipa::path(post, path = "/v1/admin/users/{user_id}/erase", tag = "admin", security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "The token `sub` of the user.")),
+    request_body = EraseDto,
+    responses(
+        (status = 202, description = "Erased.", body = crate::commands::Accepted,
+         headers(("X-Consistency-Token" = String, description = "As `consistency_token`."))),
+        (status = 403, description = "Not an admin.", body = platform::openapi::ErrorBody),
+        (status = 404, description = "Not a user id.", body = platform::openapi::ErrorBody),
+        (status = 409, description = "`concurrency_conflict`.", body = platform::openapi::ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`.", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn erase(
     State(app): State<AppState>,
     Admin(admin): Admin,
     context: RequestContext,
@@ -49,7 +62,7 @@ async fn erase(
         context: &context,
         fingerprint: &body.fingerprint,
         accepted: StatusCode::ACCEPTED,
-        extra: &[],
+        status: None,
         creates: false,
     };
     let command = UserCommand::ErasePersonalData {

@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 /// A stored event as the audit shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct StoredEvent {
     /// Place in the store (global, increasing at append).
     pub position: i64,
@@ -17,8 +17,10 @@ pub struct StoredEvent {
     /// The version of the fact's shape it was stored in.
     pub event_version: String,
     /// The fact, as stored.
+    #[schema(value_type = Object)]
     pub payload: Value,
     /// Who, why and when.
+    #[schema(value_type = Object)]
     pub metadata: Value,
     /// sha256 of the previous event's hash and this event, hex.
     pub hash: String,

@@ -34,7 +34,7 @@ use serde::Serialize;
 use sqlx::{PgPool, Row};
 
 /// What happened to an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemKind {
     /// Its content (or its hash) is not what was appended.
@@ -48,7 +48,7 @@ pub enum ProblemKind {
 }
 
 /// One event that is not as it was appended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// What happened.
     pub kind: ProblemKind,
@@ -65,7 +65,7 @@ pub struct Problem {
 }
 
 /// The outcome of a walk.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Report {
     /// No problem found.
     pub ok: bool,

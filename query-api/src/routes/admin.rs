@@ -13,9 +13,9 @@ use platform::auth::Admin;
 use platform::http::{ApiError, IdempotencyKey, JsonBody};
 use projector::rebuild::{self, RebuildError, RequestKey};
 use projector::status;
-use serde_json::{json, Value};
 
 use crate::app::AppState;
+use crate::contract::RebuildRequested;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -23,22 +23,47 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/admin/projections/{name}/rebuild", post(rebuild))
 }
 
-async fn list(State(app): State<AppState>, _admin: Admin) -> Result<Json<Value>, ApiError> {
+/// `{}`; anything in it is ignored.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+pub(crate) struct RebuildDto {}
+
+/// The projections: lag, last applied, the latest rebuild (admin).
+#[utoipa::path(get, path = "/v1/admin/projections", tag = "admin", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every projection.", body = Vec<projector::status::ProjectionStatus>),
+        (status = 403, description = "Not an admin.", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn list(
+    State(app): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<Vec<projector::status::ProjectionStatus>>, ApiError> {
     let statuses = status::all(&app.read, &app.store)
         .await
         .map_err(ApiError::unexpected)?;
-    Ok(Json(
-        serde_json::to_value(statuses).map_err(ApiError::unexpected)?,
-    ))
+    Ok(Json(statuses))
 }
 
-async fn rebuild(
+/// Rebuild a projection from the event store (admin); a projector runs it, its
+/// progress shows in the list. Asking while one is requested or running answers that one.
+#[utoipa::path(post, path = "/v1/admin/projections/{name}/rebuild", tag = "admin", security(("bearer" = [])),
+    params(
+        ("name" = String, Path, description = "`locations`, `events`, `bookings` or `users`."),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[\\x21-\\x7e](?:[\\t\\x20-\\x7e]{0,198}[\\x21-\\x7e])?$", description = "1 to 200 visible ASCII characters. The same key and body answer the rebuild the first request got."),
+    ),
+    request_body = RebuildDto,
+    responses(
+        (status = 202, description = "Requested.", body = RebuildRequested),
+        (status = 403, description = "Not an admin.", body = platform::openapi::ErrorBody),
+        (status = 404, description = "No such projection.", body = platform::openapi::ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`.", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn rebuild(
     State(app): State<AppState>,
     Admin(user): Admin,
     Path(name): Path<String>,
     IdempotencyKey(key): IdempotencyKey,
-    body: JsonBody<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    body: JsonBody<RebuildDto>,
+) -> Result<(StatusCode, Json<RebuildRequested>), ApiError> {
     let key = key.as_deref().map(|key| RequestKey {
         user_id: &user.id,
         key,
@@ -48,7 +73,11 @@ async fn rebuild(
     match rebuild::request(&app.read, &name, key).await {
         Ok(id) => Ok((
             StatusCode::ACCEPTED,
-            Json(json!({ "id": id, "projection": name, "status": "requested" })),
+            Json(RebuildRequested {
+                id,
+                projection: name,
+                status: "requested".to_owned(),
+            }),
         )),
         Err(err @ RebuildError::Unknown(_)) => Err(ApiError::not_found(err.to_string())),
         Err(err @ RebuildError::KeyReused) => Err(ApiError::unprocessable(

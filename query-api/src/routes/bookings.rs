@@ -7,13 +7,14 @@ use platform::auth::User;
 use platform::http::{ApiError, PathId, QueryParams};
 use projector::views::BookingRow;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::time;
 use crate::app::AppState;
 use crate::consistency::{booking_owner, Consistent, Requested};
 use crate::contacts;
+use crate::contract::{Booking, Page};
 use crate::pagination;
 
 pub(super) fn router() -> Router<AppState> {
@@ -23,33 +24,41 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// A booking as the API shows it, its contact as [`contacts`] opened it.
-fn render(row: &BookingRow, contact: Value) -> Value {
-    json!({
-        "id": row.id,
-        "event_id": row.event_id,
-        "user_id": row.user_id,
-        "seats": row.seats,
-        "amount_cents": row.amount_cents,
-        "currency": row.currency,
-        "status": row.status,
-        "reason": row.reason,
-        "refunded": row.refunded,
-        "history": row.history,
-        "contact": contact,
-        "created_at": time(row.created_at),
-        "updated_at": time(row.updated_at),
-    })
+fn render(row: &BookingRow, contact: Value) -> Booking {
+    Booking {
+        id: row.id,
+        event_id: row.event_id,
+        user_id: row.user_id.clone(),
+        seats: row.seats,
+        amount_cents: row.amount_cents,
+        currency: row.currency.clone(),
+        status: row.status.clone(),
+        reason: row.reason.clone(),
+        refunded: row.refunded,
+        history: row.history.clone(),
+        contact,
+        created_at: time(row.created_at),
+        updated_at: time(row.updated_at),
+    }
 }
 
 /// Someone else's booking is answered exactly like an unknown one (404, same body),
 /// and that is decided before any consistency wait: neither the answer nor how long
 /// it takes tells whether another user's booking exists or moved on.
-async fn one(
+/// One booking (its owner or an admin). Another customer's booking is answered as an
+/// unknown one.
+#[utoipa::path(get, path = "/v1/bookings/{id}", tag = "bookings", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The booking.")),
+    responses(
+        (status = 200, description = "The booking.", body = Booking),
+        (status = 404, description = "No such booking (or another customer's).", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn one(
     State(app): State<AppState>,
     user: User,
     consistency: Requested,
     PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Booking>, ApiError> {
     let unknown = || ApiError::not_found("no such booking");
     let mut row = fetch(&app, id).await?;
     if !user.is_admin() {
@@ -90,18 +99,25 @@ async fn fetch(app: &AppState, id: Uuid) -> Result<Option<BookingRow>, ApiError>
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     limit: Option<i64>,
     cursor: Option<String>,
 }
 
 /// The caller's bookings, newest first.
-async fn mine(
+#[utoipa::path(get, path = "/v1/users/me/bookings", tag = "bookings", security(("bearer" = [])),
+    params(("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1 to 200; 50 when absent."),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the page before.")),
+    responses(
+        (status = 200, description = "A page of the caller's bookings.", body = Page<Booking>),
+        (status = 422, description = "`validation_failed`: a query parameter out of range (with `details`).", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn mine(
     State(app): State<AppState>,
     user: User,
     _: Consistent,
     QueryParams(query): QueryParams<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<Booking>>, ApiError> {
     let limit = pagination::limit(query.limit)?;
     let before: Option<Uuid> = pagination::decode(query.cursor.as_deref())?;
     let rows: Vec<BookingRow> = sqlx::query_as(

@@ -9,12 +9,12 @@ use platform::auth::User;
 use platform::http::{ApiError, PathId, QueryParams};
 use projector::views::EventRow;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::time;
 use crate::app::AppState;
 use crate::consistency::Consistent;
+use crate::contract::{Event, Page};
 use crate::pagination::{self, field_error};
 
 pub(super) fn router() -> Router<AppState> {
@@ -23,27 +23,27 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/events/{id}", get(one))
 }
 
-fn render(row: &EventRow) -> Value {
-    json!({
-        "id": row.id,
-        "name": row.name,
-        "location_id": row.location_id,
-        "location_name": row.location_name,
-        "hall": row.hall,
-        "starts_at": time(row.starts_at),
-        "ends_at": time(row.ends_at),
-        "price_cents": row.price_cents,
-        "currency": row.currency,
-        "capacity": row.capacity,
-        "seats_held": row.seats_held,
-        "seats_sold": row.seats_sold,
-        "seats_available": row.seats_available,
-        "status": row.status,
-    })
+fn render(row: &EventRow) -> Event {
+    Event {
+        id: row.id,
+        name: row.name.clone(),
+        location_id: row.location_id,
+        location_name: row.location_name.clone(),
+        hall: row.hall.clone(),
+        starts_at: time(row.starts_at),
+        ends_at: time(row.ends_at),
+        price_cents: row.price_cents,
+        currency: row.currency.clone(),
+        capacity: row.capacity,
+        seats_held: row.seats_held,
+        seats_sold: row.seats_sold,
+        seats_available: row.seats_available,
+        status: row.status.clone(),
+    }
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     location_id: Option<String>,
     q: Option<String>,
     starts_after: Option<String>,
@@ -71,13 +71,26 @@ fn contains_pattern(q: &str) -> String {
     format!("%{escaped}%")
 }
 
-/// Events by start time, then id.
-async fn list(
+/// Events by start time, then id (any user).
+#[utoipa::path(get, path = "/v1/events", tag = "events", security(("bearer" = [])),
+    params(
+        ("location_id" = Option<Uuid>, Query, description = "Only this location's."),
+        ("q" = Option<String>, Query, max_length = 200, description = "Name contains (case-insensitive, at most 200 characters)."),
+        ("starts_after" = Option<String>, Query, format = DateTime, description = "RFC 3339."),
+        ("starts_before" = Option<String>, Query, format = DateTime, description = "RFC 3339."),
+        ("status" = Option<String>, Query, pattern = "^(scheduled|cancelled)$", description = "`scheduled` or `cancelled`."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1 to 200; 50 when absent."),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the page before.")),
+    responses(
+        (status = 200, description = "A page of events.", body = Page<Event>),
+        (status = 422, description = "`validation_failed`: a query parameter out of range (with `details`).", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn list(
     State(app): State<AppState>,
     _user: User,
     _: Consistent,
     QueryParams(query): QueryParams<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<Event>>, ApiError> {
     let limit = pagination::limit(query.limit)?;
     let location_id = query
         .location_id
@@ -129,12 +142,19 @@ async fn list(
     )))
 }
 
-async fn one(
+/// One event with its seats (any user).
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "events", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The event.")),
+    responses(
+        (status = 200, description = "The event.", body = Event),
+        (status = 404, description = "No such event.", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn one(
     State(app): State<AppState>,
     _user: User,
     _: Consistent,
     PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Event>, ApiError> {
     let row: Option<EventRow> = sqlx::query_as("SELECT * FROM event_view WHERE id = $1")
         .bind(id)
         .fetch_optional(&app.read)

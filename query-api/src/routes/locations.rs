@@ -7,11 +7,11 @@ use platform::auth::User;
 use platform::http::{ApiError, PathId, QueryParams};
 use projector::views::LocationRow;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::consistency::Consistent;
+use crate::contract::{Location, Page};
 use crate::pagination;
 
 pub(super) fn router() -> Router<AppState> {
@@ -20,29 +20,37 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/locations/{id}", get(one))
 }
 
-fn render(row: &LocationRow) -> Value {
-    json!({
-        "id": row.id,
-        "name": row.name,
-        "address": row.address,
-        "country": row.country,
-        "halls": row.halls,
-    })
+fn render(row: &LocationRow) -> Location {
+    Location {
+        id: row.id,
+        name: row.name.clone(),
+        address: row.address.clone(),
+        country: row.country.clone(),
+        halls: row.halls.clone(),
+    }
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     limit: Option<i64>,
     cursor: Option<String>,
 }
 
 /// Locations in creation order (their ids are time-ordered UUIDs).
-async fn list(
+/// Locations, oldest first (any user).
+#[utoipa::path(get, path = "/v1/locations", tag = "locations", security(("bearer" = [])),
+    params(("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1 to 200; 50 when absent."),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the page before.")),
+    responses(
+        (status = 200, description = "A page of locations.", body = Page<Location>),
+        (status = 422, description = "`validation_failed`: a query parameter out of range (with `details`).", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn list(
     State(app): State<AppState>,
     _user: User,
     _: Consistent,
     QueryParams(query): QueryParams<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<Location>>, ApiError> {
     let limit = pagination::limit(query.limit)?;
     let after: Option<Uuid> = pagination::decode(query.cursor.as_deref())?;
     let rows: Vec<LocationRow> = sqlx::query_as(
@@ -56,12 +64,19 @@ async fn list(
     Ok(Json(pagination::page(rows, limit, |r| r.id, render)))
 }
 
-async fn one(
+/// One location (any user).
+#[utoipa::path(get, path = "/v1/locations/{id}", tag = "locations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The location.")),
+    responses(
+        (status = 200, description = "The location.", body = Location),
+        (status = 404, description = "No such location.", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn one(
     State(app): State<AppState>,
     _user: User,
     _: Consistent,
     PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Location>, ApiError> {
     let row: Option<LocationRow> = sqlx::query_as("SELECT * FROM location_view WHERE id = $1")
         .bind(id)
         .fetch_optional(&app.read)

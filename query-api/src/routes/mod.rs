@@ -13,12 +13,12 @@ use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 
-mod admin;
-mod audit;
-mod bookings;
-mod events;
-mod locations;
-mod parked;
+pub(crate) mod admin;
+pub(crate) mod audit;
+pub(crate) mod bookings;
+pub(crate) mod events;
+pub(crate) mod locations;
+pub(crate) mod parked;
 
 /// Every route of query-api.
 pub fn router(
@@ -47,6 +47,10 @@ pub fn router(
         .method_not_allowed_fallback(method_not_allowed)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+        .merge(platform::openapi::docs_router(
+            crate::openapi::document_json(),
+            "boxoffice query-api",
+        ))
 }
 
 /// A time as the API shows it: RFC 3339, UTC.

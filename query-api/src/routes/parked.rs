@@ -13,10 +13,10 @@ use chrono::{DateTime, Utc};
 use platform::auth::Admin;
 use platform::http::ApiError;
 use serde::Serialize;
-use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::contract::ParkedEvents;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -25,8 +25,8 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// A parked event as listed.
-#[derive(Serialize, sqlx::FromRow)]
-struct Parked {
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Parked {
     position: i64,
     projection: String,
     aggregate_type: String,
@@ -41,7 +41,16 @@ struct Parked {
     retry_requested_at: Option<DateTime<Utc>>,
 }
 
-async fn list(State(app): State<AppState>, _admin: Admin) -> Result<Json<Value>, ApiError> {
+/// Events a projection could not apply, parked (admin).
+#[utoipa::path(get, path = "/v1/admin/parked", tag = "admin", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The parked events, by position (at most 1000).", body = ParkedEvents),
+        (status = 403, description = "Not an admin.", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn list(
+    State(app): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<ParkedEvents>, ApiError> {
     let items: Vec<Parked> = sqlx::query_as(
         "SELECT position, projection, aggregate_type, aggregate_id, sequence, event_type,
                 event_version, error, attempts, parked_at, last_attempt_at, retry_requested_at
@@ -50,14 +59,22 @@ async fn list(State(app): State<AppState>, _admin: Admin) -> Result<Json<Value>,
     .fetch_all(&app.read)
     .await
     .map_err(ApiError::unexpected)?;
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(ParkedEvents { items }))
 }
 
-async fn retry(
+/// Ask the projector to try a parked event again now (admin).
+#[utoipa::path(post, path = "/v1/admin/parked/{position}/retry", tag = "admin", security(("bearer" = [])),
+    params(("position" = i64, Path, description = "The parked event's position.")),
+    responses(
+        (status = 202, description = "Asked; the projector tries within a second.", body = Parked),
+        (status = 403, description = "Not an admin.", body = platform::openapi::ErrorBody),
+        (status = 404, description = "No parked event at that position.", body = platform::openapi::ErrorBody),
+    ))]
+pub(crate) async fn retry(
     State(app): State<AppState>,
     _admin: Admin,
     Path(position): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Parked>), ApiError> {
     let unknown = || ApiError::not_found("no parked event at that position");
     let position: i64 = position.parse().map_err(|_| unknown())?;
     let asked: Option<Parked> = sqlx::query_as(
@@ -70,8 +87,5 @@ async fn retry(
     .await
     .map_err(ApiError::unexpected)?;
     let parked = asked.ok_or_else(unknown)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::to_value(parked).map_err(ApiError::unexpected)?),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(parked)))
 }
