@@ -764,3 +764,29 @@ async fn validation_details_name_every_bad_field() {
     assert_eq!(fields, ["name", "halls[1].name", "halls[1].capacity"]);
     app.stop().await;
 }
+
+/// Found by schemathesis: a command without fields took `[]` for `{}` (serde reads an
+/// empty struct from an empty array) and erased a user.
+#[tokio::test]
+async fn a_body_that_is_not_an_object_is_refused_where_an_empty_object_is_expected() {
+    let db = TestDb::create().await;
+    let app = TestApp::spawn(&db).await;
+    let before = footprint(&db).await;
+    for body in [json!([]), json!(5), json!("x"), json!(null)] {
+        let answer = app
+            .post("/v1/admin/users/alice/erase", &admin(), &body)
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            answer.body
+        );
+    }
+    assert_eq!(footprint(&db).await, before, "nothing appended");
+    let erased = app
+        .post("/v1/admin/users/alice/erase", &admin(), &json!({}))
+        .await;
+    assert_eq!(erased.status, StatusCode::ACCEPTED, "{}", erased.body);
+    app.stop().await;
+}

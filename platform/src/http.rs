@@ -26,6 +26,15 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+/// The body of a command that needs no fields: `{}`. Any JSON object is taken (its
+/// fields are ignored); anything else (an array, a number) is 422, as for any body that
+/// is not what the operation reads. (An empty struct would not do: serde reads one from
+/// `[]` too.)
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Object)]
+pub struct EmptyBody(pub serde_json::Map<String, Value>);
+
 /// The largest request body accepted (64 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 

@@ -87,12 +87,14 @@ pub fn finish(mut api: OpenApi, commands: bool) -> OpenApi {
                 parameters.push(header_parameter_matching(
                     "X-Consistency-Token",
                     CONSISTENCY_TOKEN_PATTERN,
+                    "event:0193b3c4-8f5e-7a1c-9d2e-3f4a5b6c7d8e:3",
                     "A command's `consistency_token`: the read waits until the read models \
                      include that write (else 503 `not_caught_up`).",
                 ));
                 parameters.push(header_parameter_matching(
                     "X-Consistency-Timeout-Ms",
                     "^[0-9]{1,9}$",
+                    "2000",
                     "How long to wait for `X-Consistency-Token`, in ms: 5000 when absent, \
                      at most 30000.",
                 ));
@@ -118,6 +120,7 @@ pub fn finish(mut api: OpenApi, commands: bool) -> OpenApi {
                 parameters.push(header_parameter_matching(
                     "Idempotency-Key",
                     IDEMPOTENCY_KEY_PATTERN,
+                    "order-2030-05-01-42",
                     "1 to 200 characters. The same user repeating a key with the same body \
                      gets the first answer again and nothing is appended; with another \
                      body, 422 `idempotency_key_reused`.",
@@ -183,6 +186,7 @@ const CONSISTENCY_TOKEN_PATTERN: &str = "^(location|event|booking|user):[0-9a-fA
 fn header_parameter_matching(
     name: &str,
     pattern: &str,
+    example: &str,
     description: &str,
 ) -> utoipa::openapi::path::Parameter {
     ParameterBuilder::new()
@@ -193,7 +197,8 @@ fn header_parameter_matching(
         .schema(Some(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .pattern(Some(pattern)),
+                .pattern(Some(pattern))
+                .examples([example]),
         ))
         .build()
 }

@@ -191,16 +191,11 @@ async fn tokenize(
     }
 }
 
-/// The cancel body is `{}`; anything in it is ignored.
-/// `{}`.
-#[derive(Deserialize, utoipa::ToSchema)]
-pub(crate) struct CancelBookingDto {}
-
 /// Cancel a confirmed booking before its event starts (its owner or an admin); the
 /// payment is refunded.
 #[utoipa::path(post, path = "/v1/bookings/{id}/cancel", tag = "bookings", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The booking.")),
-    request_body = CancelBookingDto,
+    request_body = platform::http::EmptyBody,
     responses(
         (status = 202, description = "Accepted; the refund follows.", body = crate::commands::Accepted,
          headers(("X-Consistency-Token" = String, description = "As `consistency_token`."))),
@@ -213,10 +208,10 @@ pub(crate) async fn cancel_booking(
     user: User,
     context: RequestContext,
     PathId(booking_id): PathId,
-    body: JsonBody<CancelBookingDto>,
+    body: JsonBody<platform::http::EmptyBody>,
 ) -> Result<Response, ApiError> {
     let JsonBody {
-        value: CancelBookingDto {},
+        value: _,
         fingerprint,
     } = body;
     // When the booking's event starts: a booking never changes its event and an event

@@ -16,7 +16,6 @@ use domain::user::{stream_id, UserCommand};
 use platform::auth::Admin;
 use platform::http::{ApiError, JsonBody};
 use platform::personal;
-use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::commands::{submit, RequestContext, Submission};
@@ -25,15 +24,11 @@ pub(super) fn router() -> Router<AppState> {
     Router::new().route("/v1/admin/users/{user_id}/erase", post(erase))
 }
 
-/// The body is `{}`; anything in it is ignored.
-#[derive(Deserialize, utoipa::ToSchema)]
-pub(crate) struct EraseDto {}
-
 /// Erase a user's personal data (admin; idempotent): the user's keys are destroyed,
 /// history and read models show the contact as erased.
 #[utoipa::path(post, path = "/v1/admin/users/{user_id}/erase", tag = "admin", security(("bearer" = [])),
     params(("user_id" = String, Path, description = "The token `sub` of the user.")),
-    request_body = EraseDto,
+    request_body = platform::http::EmptyBody,
     responses(
         (status = 202, description = "Erased.", body = crate::commands::Accepted,
          headers(("X-Consistency-Token" = String, description = "As `consistency_token`."))),
@@ -47,7 +42,7 @@ pub(crate) async fn erase(
     Admin(admin): Admin,
     context: RequestContext,
     Path(user_id): Path<String>,
-    body: JsonBody<EraseDto>,
+    body: JsonBody<platform::http::EmptyBody>,
 ) -> Result<Response, ApiError> {
     // A user id is a token's `sub`: 1 to 200 bytes. Anything else names nobody.
     if user_id.is_empty() || user_id.len() > 200 || user_id.chars().any(char::is_control) {

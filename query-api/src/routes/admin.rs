@@ -23,10 +23,6 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/admin/projections/{name}/rebuild", post(rebuild))
 }
 
-/// `{}`; anything in it is ignored.
-#[derive(serde::Deserialize, utoipa::ToSchema)]
-pub(crate) struct RebuildDto {}
-
 /// The projections: lag, last applied, the latest rebuild (admin).
 #[utoipa::path(get, path = "/v1/admin/projections", tag = "admin", security(("bearer" = [])),
     responses(
@@ -48,9 +44,9 @@ pub(crate) async fn list(
 #[utoipa::path(post, path = "/v1/admin/projections/{name}/rebuild", tag = "admin", security(("bearer" = [])),
     params(
         ("name" = String, Path, description = "`locations`, `events`, `bookings` or `users`."),
-        ("Idempotency-Key" = Option<String>, Header, pattern = "^[\\x21-\\x7e](?:[\\t\\x20-\\x7e]{0,198}[\\x21-\\x7e])?$", description = "1 to 200 visible ASCII characters. The same key and body answer the rebuild the first request got."),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[\\x21-\\x7e](?:[\\t\\x20-\\x7e]{0,198}[\\x21-\\x7e])?$", example = "rebuild-2030-05-01", description = "1 to 200 visible ASCII characters. The same key and body answer the rebuild the first request got."),
     ),
-    request_body = RebuildDto,
+    request_body = platform::http::EmptyBody,
     responses(
         (status = 202, description = "Requested.", body = RebuildRequested),
         (status = 403, description = "Not an admin.", body = platform::openapi::ErrorBody),
@@ -62,7 +58,7 @@ pub(crate) async fn rebuild(
     Admin(user): Admin,
     Path(name): Path<String>,
     IdempotencyKey(key): IdempotencyKey,
-    body: JsonBody<RebuildDto>,
+    body: JsonBody<platform::http::EmptyBody>,
 ) -> Result<(StatusCode, Json<RebuildRequested>), ApiError> {
     let key = key.as_deref().map(|key| RequestKey {
         user_id: &user.id,
