@@ -93,9 +93,18 @@ pub struct Submission<'a> {
 }
 
 /// The consistency token of an aggregate's state after `sequence`: what the query API
-/// waits for. Clients treat it as opaque.
-pub fn consistency_token(aggregate_type: &str, aggregate_id: &str, sequence: i64) -> String {
-    format!("{aggregate_type}:{aggregate_id}:{sequence}")
+/// waits for (`domain::consistency`). Clients treat it as opaque.
+pub fn consistency_token(
+    aggregate_type: &'static str,
+    aggregate_id: &str,
+    sequence: i64,
+) -> String {
+    domain::consistency::ConsistencyToken {
+        aggregate_type,
+        aggregate_id: aggregate_id.to_owned(),
+        sequence,
+    }
+    .to_string()
 }
 
 /// Runs a command through idempotency, execution and retries, and renders the answer.
@@ -297,10 +306,7 @@ async fn replay<A: Aggregate>(
     s: &Submission<'_>,
     key: &str,
 ) -> Result<Option<Response>, ApiError> {
-    let Some(record) = idempotency::find(&app.pool, &s.user.id, key)
-        .await
-        .map_err(ApiError::unexpected)?
-    else {
+    let Some(record) = idempotency::find(&app.pool, &s.user.id, key).await? else {
         return Ok(None);
     };
     if record.fingerprint != app.fingerprints.keyed(s.fingerprint) {
@@ -343,8 +349,7 @@ async fn remember_refusal<A: Aggregate>(
         refusal.status().as_u16(),
         &refusal.body(),
     )
-    .await
-    .map_err(ApiError::unexpected)?;
+    .await?;
     if inserted {
         Ok(None)
     } else {
@@ -354,7 +359,7 @@ async fn remember_refusal<A: Aggregate>(
 
 /// The answer to a failure of the event store: 503 `unavailable` when the database
 /// is unreachable for the moment (the connection was lost or terminated), else 500.
-fn store_failure(err: PersistenceError) -> ApiError {
+pub(crate) fn store_failure(err: PersistenceError) -> ApiError {
     match &err {
         PersistenceError::ConnectionError(_) => ApiError::database_unavailable(),
         PersistenceError::UnknownError(cause)
@@ -403,6 +408,11 @@ mod tests {
 
     #[test]
     fn tokens_name_the_stream_and_sequence() {
-        assert_eq!(consistency_token("booking", "b1", 3), "booking:b1:3");
+        let id = Uuid::now_v7().to_string();
+        let token = consistency_token("booking", &id, 3);
+        assert_eq!(token, format!("booking:{id}:3"));
+        assert!(token
+            .parse::<domain::consistency::ConsistencyToken>()
+            .is_ok());
     }
 }

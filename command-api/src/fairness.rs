@@ -100,7 +100,6 @@ pub async fn held_seats(app: &AppState, event_id: Uuid, user_id: &str) -> Result
     .bind(event_id.to_string())
     .bind(user_id)
     .fetch_one(&app.pool)
-    .await
-    .map_err(ApiError::unexpected)?;
+    .await?;
     Ok(u32::try_from(held).unwrap_or(u32::MAX))
 }

@@ -23,6 +23,7 @@
 //! Every fact has a stable `event_type` (its variant name) and an `event_version`.
 
 pub mod booking;
+pub mod consistency;
 pub mod error;
 pub mod event;
 pub mod location;

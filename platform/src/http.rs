@@ -201,6 +201,21 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// A database failure in a handler: `?` answers it as [`ApiError::unexpected`] does
+/// (503 when it is the moment's, else 500, the cause logged).
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::unexpected(err)
+    }
+}
+
+/// Any other failure of ours in a handler, likewise.
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> Self {
+        Self::unexpected(err)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();

@@ -86,7 +86,7 @@ pub fn finish(mut api: OpenApi, commands: bool) -> OpenApi {
             if consistent && !post {
                 parameters.push(header_parameter_matching(
                     "X-Consistency-Token",
-                    CONSISTENCY_TOKEN_PATTERN,
+                    domain::consistency::PATTERN,
                     "event:0193b3c4-8f5e-7a1c-9d2e-3f4a5b6c7d8e:3",
                     "A command's `consistency_token`: the read waits until the read models \
                      include that write (else 503 `not_caught_up`).",
@@ -179,9 +179,6 @@ fn operations(item: &mut PathItem) -> Vec<(bool, &mut Operation)> {
 /// An `Idempotency-Key` as the services take it: 1 to 200 visible ASCII characters
 /// (spaces and tabs inside; HTTP strips them at the ends).
 const IDEMPOTENCY_KEY_PATTERN: &str = "^[\\x21-\\x7e](?:[\\t\\x20-\\x7e]{0,198}[\\x21-\\x7e])?$";
-
-/// A consistency token as command-api writes it: `<aggregate type>:<id>:<sequence>`.
-const CONSISTENCY_TOKEN_PATTERN: &str = "^(location|event|booking|user):[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}:[1-9][0-9]{0,17}$";
 
 fn header_parameter_matching(
     name: &str,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use domain::consistency::ConsistencyToken;
 use platform::auth::User;
 use platform::http::ApiError;
 use uuid::Uuid;
@@ -35,26 +36,14 @@ pub struct Token {
 }
 
 impl Token {
-    /// Parses `<aggregate_type>:<id>:<sequence>`.
+    /// Reads a token as command-api writes it (`domain::consistency`), and names the
+    /// projection table that shows the write.
     pub fn parse(raw: &str) -> Option<Self> {
-        let mut parts = raw.split(':');
-        let (Some(aggregate_type), Some(id), Some(sequence), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
-        // Exactly as command-api writes it (and the OpenAPI document describes it): a
-        // hyphenated UUID, a sequence in plain digits without a leading zero.
-        let canonical_sequence = !sequence.is_empty()
-            && !sequence.starts_with('0')
-            && sequence.bytes().all(|b| b.is_ascii_digit());
-        if id.len() != 36 || !canonical_sequence {
-            return None;
-        }
+        let token: ConsistencyToken = raw.parse().ok()?;
         Some(Self {
-            table: projector::engine::table_for_aggregate(aggregate_type)?,
-            id: Uuid::parse_str(id).ok()?,
-            sequence: sequence.parse().ok().filter(|s| *s >= 1)?,
+            table: projector::engine::table_for_aggregate(token.aggregate_type)?,
+            id: Uuid::parse_str(&token.aggregate_id).ok()?,
+            sequence: token.sequence,
         })
     }
 }

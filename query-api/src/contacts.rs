@@ -49,8 +49,7 @@ pub async fn open_all(
     )
     .bind(&users)
     .fetch_all(&app.read)
-    .await
-    .map_err(ApiError::unexpected)?
+    .await?
     .into_iter()
     .flatten()
     .collect();
@@ -59,9 +58,7 @@ pub async fn open_all(
         .map(|(_, c)| c.key_id)
         .filter(|k| !erased.contains(k))
         .collect();
-    let keys = personal::keys(app.store.pool(), &wanted)
-        .await
-        .map_err(ApiError::unexpected)?;
+    let keys = personal::keys(app.store.pool(), &wanted).await?;
     for (stored, contact) in sealed {
         let opened = keys.get(&contact.key_id).and_then(|key| {
             let bound = personal::associated_data(&stored.booking_id.to_string(), stored.user_id);

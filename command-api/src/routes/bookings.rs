@@ -93,7 +93,7 @@ pub(crate) async fn request_booking(
             })
         })
         .await
-        .map_err(ApiError::unexpected)?;
+        .map_err(crate::commands::store_failure)?;
     let submission = Submission {
         name: "request_booking",
         user: &user,
@@ -132,9 +132,7 @@ pub(crate) async fn request_booking(
     // and the read models only ever hold the sealed form.
     let contact = match Contact::from_claims(user.name.clone(), user.email.clone()) {
         Some(contact) if bookable => {
-            let key = personal::current_key(&app.pool, &user.id)
-                .await
-                .map_err(ApiError::unexpected)?;
+            let key = personal::current_key(&app.pool, &user.id).await?;
             let bound = personal::associated_data(&booking_id.to_string(), &user.id);
             Some(personal::seal(&key, &bound, &contact))
         }
@@ -222,7 +220,7 @@ pub(crate) async fn cancel_booking(
             booking.state().map(|state| state.event_id)
         })
         .await
-        .map_err(ApiError::unexpected)?;
+        .map_err(crate::commands::store_failure)?;
     let event_starts_at = match event_id {
         Some(event_id) => app
             .events
@@ -230,7 +228,7 @@ pub(crate) async fn cancel_booking(
                 event.details().map(|details| details.starts_at)
             })
             .await
-            .map_err(ApiError::unexpected)?,
+            .map_err(crate::commands::store_failure)?,
         None => None,
     };
     let command = BookingCommand::CancelBooking {

@@ -136,7 +136,7 @@ pub(crate) async fn schedule_event(
             })
         })
         .await
-        .map_err(ApiError::unexpected)?;
+        .map_err(crate::commands::store_failure)?;
     let command = EventCommand::ScheduleEvent(ScheduleEvent {
         name: parsed.name,
         venue,

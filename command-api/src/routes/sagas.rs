@@ -75,8 +75,7 @@ pub(crate) async fn parked(
          LIMIT 1000",
     )
     .fetch_all(&app.pool)
-    .await
-    .map_err(ApiError::unexpected)?;
+    .await?;
     Ok(Json(ParkedList { items }))
 }
 
@@ -109,8 +108,7 @@ pub(crate) async fn retry(
     )
     .bind(&id)
     .fetch_optional(&app.pool)
-    .await
-    .map_err(ApiError::unexpected)?;
+    .await?;
     match retried {
         Some(kind) => Ok((
             StatusCode::ACCEPTED,

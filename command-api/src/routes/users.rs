@@ -48,9 +48,7 @@ pub(crate) async fn erase(
     if user_id.is_empty() || user_id.len() > 200 || user_id.chars().any(char::is_control) {
         return Err(ApiError::not_found("no such user"));
     }
-    let keys = personal::live_keys(&app.pool, &user_id)
-        .await
-        .map_err(ApiError::unexpected)?;
+    let keys = personal::live_keys(&app.pool, &user_id).await?;
     let submission = Submission {
         name: "erase_user",
         user: &admin,

@@ -33,9 +33,7 @@ pub(crate) async fn list(
     State(app): State<AppState>,
     _admin: Admin,
 ) -> Result<Json<Vec<projector::status::ProjectionStatus>>, ApiError> {
-    let statuses = status::all(&app.read, &app.store)
-        .await
-        .map_err(ApiError::unexpected)?;
+    let statuses = status::all(&app.read, &app.store).await?;
     Ok(Json(statuses))
 }
 

@@ -66,14 +66,8 @@ pub(crate) async fn stream(
         return Err(no_stream(&aggregate_type, &id));
     }
     let pool = app.store.pool();
-    let (events, more) = history::page(pool, &aggregate_type, &id, after, limit)
-        .await
-        .map_err(ApiError::unexpected)?;
-    if events.is_empty()
-        && !history::exists(pool, &aggregate_type, &id)
-            .await
-            .map_err(ApiError::unexpected)?
-    {
+    let (events, more) = history::page(pool, &aggregate_type, &id, after, limit).await?;
+    if events.is_empty() && !history::exists(pool, &aggregate_type, &id).await? {
         return Err(no_stream(&aggregate_type, &id));
     }
     let next_cursor = more
@@ -144,9 +138,7 @@ pub(crate) async fn state(
         }
         Err(ReplayError::UnknownType(_)) => Err(no_stream(&aggregate_type, &id)),
         Err(ReplayError::NothingBefore) => {
-            let exists = history::exists(app.store.pool(), &aggregate_type, &id)
-                .await
-                .map_err(ApiError::unexpected)?;
+            let exists = history::exists(app.store.pool(), &aggregate_type, &id).await?;
             if exists {
                 Err(ApiError::not_found(format!(
                     "{aggregate_type}/{id} did not exist yet at that point"
@@ -169,9 +161,7 @@ pub(crate) async fn verify(
     State(app): State<AppState>,
     _admin: Admin,
 ) -> Result<Json<crate::audit::verify::Report>, ApiError> {
-    let report = verify::verify(app.store.pool(), &|_| {})
-        .await
-        .map_err(ApiError::unexpected)?;
+    let report = verify::verify(app.store.pool(), &|_| {}).await?;
     Ok(Json(report))
 }
 

@@ -129,8 +129,7 @@ pub(crate) async fn mine(
     .bind(before)
     .bind(limit + 1)
     .fetch_all(&app.read)
-    .await
-    .map_err(ApiError::unexpected)?;
+    .await?;
     let stored: Vec<contacts::Stored<'_>> = rows.iter().map(stored).collect();
     let contacts = contacts::open_all(&app, &stored).await?;
     Ok(Json(pagination::page(

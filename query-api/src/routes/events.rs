@@ -132,8 +132,7 @@ pub(crate) async fn list(
     .bind(after.map(|(_, id)| id))
     .bind(limit + 1)
     .fetch_all(&app.read)
-    .await
-    .map_err(ApiError::unexpected)?;
+    .await?;
     Ok(Json(pagination::page(
         rows,
         limit,
@@ -158,8 +157,7 @@ pub(crate) async fn one(
     let row: Option<EventRow> = sqlx::query_as("SELECT * FROM event_view WHERE id = $1")
         .bind(id)
         .fetch_optional(&app.read)
-        .await
-        .map_err(ApiError::unexpected)?;
+        .await?;
     row.map(|r| Json(render(&r)))
         .ok_or_else(|| ApiError::not_found("no such event"))
 }

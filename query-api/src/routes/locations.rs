@@ -59,8 +59,7 @@ pub(crate) async fn list(
     .bind(after)
     .bind(limit + 1)
     .fetch_all(&app.read)
-    .await
-    .map_err(ApiError::unexpected)?;
+    .await?;
     Ok(Json(pagination::page(rows, limit, |r| r.id, render)))
 }
 
@@ -80,8 +79,7 @@ pub(crate) async fn one(
     let row: Option<LocationRow> = sqlx::query_as("SELECT * FROM location_view WHERE id = $1")
         .bind(id)
         .fetch_optional(&app.read)
-        .await
-        .map_err(ApiError::unexpected)?;
+        .await?;
     row.map(|r| Json(render(&r)))
         .ok_or_else(|| ApiError::not_found("no such location"))
 }

@@ -57,8 +57,7 @@ pub(crate) async fn list(
            FROM parked_events ORDER BY position LIMIT 1000",
     )
     .fetch_all(&app.read)
-    .await
-    .map_err(ApiError::unexpected)?;
+    .await?;
     Ok(Json(ParkedEvents { items }))
 }
 
@@ -84,8 +83,7 @@ pub(crate) async fn retry(
     )
     .bind(position)
     .fetch_optional(&app.read)
-    .await
-    .map_err(ApiError::unexpected)?;
+    .await?;
     let parked = asked.ok_or_else(unknown)?;
     Ok((StatusCode::ACCEPTED, Json(parked)))
 }
