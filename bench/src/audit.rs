@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use domain::metadata::EventMetadata;
 use platform::auth::{Jwt, Role};
 use query_api::audit::export::Export;
 use query_api::audit::verify;
@@ -384,8 +385,14 @@ async fn appends(pool: &PgPool, clients: usize, length: Duration) -> anyhow::Res
                     sequence += 1;
                     // The size of a real fact and its metadata.
                     let payload = json!({"HallAdded": {"hall": {"name": format!("Hall {sequence}"), "capacity": 250}}});
-                    let metadata = json!({"user_id": "bench-admin", "correlation_id": Uuid::new_v4(),
-                                          "causation_id": Uuid::new_v4(), "recorded_at": "2030-01-01T00:00:00.000000Z"});
+                    let metadata = EventMetadata {
+                        user_id: Some("bench-admin".into()),
+                        correlation_id: Some(Uuid::new_v4().to_string()),
+                        causation_id: Some(Uuid::new_v4().to_string()),
+                        recorded_at: Some("2030-01-01T00:00:00.000000Z".into()),
+                        ..EventMetadata::default()
+                    }
+                    .to_value();
                     let began = Instant::now();
                     sqlx::query(command_api::append::APPEND_SQL)
                         .bind(["location"])

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use domain::metadata::EventMetadata;
 use platform::auth::{Claims, Jwt, Role};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
@@ -307,8 +308,14 @@ async fn measure_inserts(
     // A payload and metadata the size of a real BookingRequested.
     let payload = json!({"BookingRequested": {"event_id": Uuid::new_v4(), "user_id": "bench-user-0000",
         "seats": 1, "amount_cents": 1000, "currency": "EUR", "card_token": "tok_bench"}});
-    let metadata = json!({"user_id": "bench-user-0000", "correlation_id": Uuid::new_v4(),
-        "causation_id": Uuid::new_v4(), "recorded_at": chrono::Utc::now().to_rfc3339()});
+    let metadata = EventMetadata {
+        user_id: Some("bench-user-0000".into()),
+        correlation_id: Some(Uuid::new_v4().to_string()),
+        causation_id: Some(Uuid::new_v4().to_string()),
+        recorded_at: Some(chrono::Utc::now().to_rfc3339()),
+        ..EventMetadata::default()
+    }
+    .to_value();
     let measured = drive(clients, warmup, duration, |_| {
         let pool: PgPool = pool.clone();
         let (payload, metadata) = (payload.clone(), metadata.clone());

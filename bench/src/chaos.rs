@@ -934,15 +934,18 @@ async fn check(
     .fetch_one(db)
     .await?;
     // Each booking's fate, from the store (the truth).
-    let fates = "WITH fate AS (
+    let fates = format!(
+        "WITH fate AS (
         SELECT e.aggregate_id AS id,
                min((e.payload -> 'BookingRequested' ->> 'event_id')) AS event_id,
                max((e.payload -> 'BookingRequested' ->> 'seats')::int) AS seats,
-               min((e.metadata ->> 'recorded_at')::timestamptz) AS requested_at,
+               min((e.metadata ->> '{recorded_at}')::timestamptz) AS requested_at,
                bool_or(e.event_type = 'BookingConfirmed') AS confirmed,
                bool_or(e.event_type = 'BookingRejected') AS rejected,
                bool_or(e.event_type = 'BookingCancelled') AS cancelled
-          FROM events e WHERE e.aggregate_type = 'booking' GROUP BY 1)";
+          FROM events e WHERE e.aggregate_type = 'booking' GROUP BY 1)",
+        recorded_at = domain::metadata::key::RECORDED_AT
+    );
     let oversold: i64 = sqlx::query_scalar(&format!(
         "{fates} SELECT count(*) FROM (
              SELECT event_id, sum(seats) AS sold FROM fate
@@ -1024,7 +1027,7 @@ async fn rebuild_matches(url: &str) -> anyhow::Result<bool> {
     for table in tables {
         before.push(checksum(table).await?);
     }
-    for projection in projector::engine::PROJECTIONS {
+    for projection in projector::Projection::ALL {
         projector::rebuild::run(&read, &store, projection, None, &|_| {})
             .await
             .map_err(|e| anyhow::anyhow!("the rebuild of {projection} failed: {e}"))?;

@@ -55,7 +55,7 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<()> {
     let report = projector::rebuild::run(
         &read,
         &EventStore::new(store_pool.clone()),
-        "bookings",
+        projector::Projection::Bookings,
         None,
         &|_| {},
     )
@@ -98,7 +98,13 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<()> {
 
 /// `bookings` booking streams of two events each.
 pub(crate) async fn seed(pool: &PgPool, bookings: i64) -> anyhow::Result<()> {
-    sqlx::query(
+    let metadata = domain::metadata::key::sql_object(
+        "'user-' || n % 5000",
+        "id",
+        "id",
+        "to_char(now() AT TIME ZONE 'UTC' + make_interval(secs => s), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
+    sqlx::query(&format!(
         "WITH ids AS (SELECT gen_random_uuid()::text AS id, n FROM generate_series(1, $1) n)
          INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
          SELECT 'booking', id, s,
@@ -108,12 +114,10 @@ pub(crate) async fn seed(pool: &PgPool, bookings: i64) -> anyhow::Result<()> {
                         'seats', 1 + n % 4, 'amount_cents', 2500 * (1 + n % 4), 'currency', 'EUR',
                         'card_token', 'tok_bench'))
                        ELSE to_jsonb('BookingConfirmed'::text) END,
-                jsonb_build_object('user_id', 'user-' || n % 5000, 'correlation_id', id, 'causation_id', id,
-                        'recorded_at', to_char(now() AT TIME ZONE 'UTC' + make_interval(secs => s),
-                                               'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))
+                {metadata}
            FROM ids, generate_series(1, 2) s
           ORDER BY s, n",
-    )
+    ))
     .bind(bookings)
     .execute(pool)
     .await?;

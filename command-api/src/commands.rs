@@ -9,7 +9,6 @@
 //!    `X-Consistency-Token` header. Refused: the domain's code, status by its kind; the
 //!    refusal is remembered under the key.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
@@ -19,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cqrs_es::persist::PersistenceError;
 use cqrs_es::Aggregate;
-use domain::policy::keys;
+use domain::metadata::{EventMetadata, TraceParent};
 use domain::{DomainError, ErrorKind};
 use platform::auth::User;
 use platform::http::{ApiError, IdempotencyKey};
@@ -48,6 +47,9 @@ pub struct RequestContext {
     pub correlation_id: String,
     /// Unique per request; the causation id of the events it appends.
     pub request_id: String,
+    /// The W3C trace context: the caller's `traceparent` continued (a span of ours as
+    /// the parent), or a new trace. Kept on the events and sent to Kafka with them.
+    pub traceparent: TraceParent,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
@@ -66,10 +68,17 @@ impl RequestContext {
             .and_then(|v| v.to_str().ok())
             .filter(|v| (1..=100).contains(&v.len()))
             .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
+        // A malformed traceparent starts a new trace, as the W3C recommends.
+        let traceparent = headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<TraceParent>().ok())
+            .map_or_else(TraceParent::new_root, TraceParent::child);
         Ok(Self {
             idempotency_key,
             correlation_id,
             request_id: Uuid::new_v4().to_string(),
+            traceparent,
         })
     }
 }
@@ -230,23 +239,17 @@ where
 
 /// The metadata the command is submitted with. The store keeps the fingerprint for the
 /// key's record and leaves it out of the events.
-fn metadata(app: &App, s: &Submission<'_>) -> HashMap<String, String> {
-    let mut metadata = HashMap::from([
-        (keys::USER_ID.to_owned(), s.user.id.clone()),
-        (
-            keys::CORRELATION_ID.to_owned(),
-            s.context.correlation_id.clone(),
-        ),
-        (keys::CAUSATION_ID.to_owned(), s.context.request_id.clone()),
-    ]);
-    if let Some(key) = &s.context.idempotency_key {
-        metadata.insert(keys::IDEMPOTENCY_KEY.to_owned(), key.clone());
-        metadata.insert(
-            keys::REQUEST_FINGERPRINT.to_owned(),
-            app.fingerprints.keyed(s.fingerprint),
-        );
+fn metadata(app: &App, s: &Submission<'_>) -> EventMetadata {
+    let key = s.context.idempotency_key.clone();
+    EventMetadata {
+        user_id: Some(s.user.id.clone()),
+        correlation_id: Some(s.context.correlation_id.clone()),
+        causation_id: Some(s.context.request_id.clone()),
+        request_fingerprint: key.is_some().then(|| app.fingerprints.keyed(s.fingerprint)),
+        idempotency_key: key,
+        traceparent: Some(s.context.traceparent.to_string()),
+        ..EventMetadata::default()
     }
-    metadata
 }
 
 /// The answer to an accepted command (201 or 202), the `X-Consistency-Token` header

@@ -41,12 +41,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
+use platform::cloudevents;
 use platform::kafka::{
     client_config, ensure_topic, partition_count, KafkaLogs, TopicSpec, WireEvent,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::postgres::PgListener;
@@ -318,10 +318,8 @@ impl Relay {
                     break;
                 }
             };
-            let headers = OwnedHeaders::new().insert(Header {
-                key: "event_type",
-                value: Some(row.wire.event_type.as_str()),
-            });
+            // A CloudEvent in binary mode: attributes in headers, the envelope as value.
+            let headers = cloudevents::Attributes::of(&row.wire).headers();
             let record = FutureRecord::to(&self.topic.name)
                 .key(row.wire.aggregate_id.as_str())
                 .payload(&value)

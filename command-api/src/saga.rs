@@ -42,7 +42,6 @@
 //! capture never made) the reconciliation sweep finds in the gateway's books
 //! ([`crate::reconcile`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,7 +49,7 @@ use anyhow::{anyhow, Context};
 use chrono::{DateTime, Utc};
 use domain::booking::{Booking, BookingCommand, BookingError, BookingStatus, Reason};
 use domain::event::{Event, EventCommand, EventError, RefusalReason, ReservationState};
-use domain::policy::keys;
+use domain::metadata::EventMetadata;
 use domain::saga::{self, decide, Decision, Observation, Step};
 use domain::values::Seats;
 use sqlx::PgPool;
@@ -70,6 +69,9 @@ use crate::store::{AggregateStore, ExecuteError};
 /// does not keep a hold past its deadline, and a live one bounds its gateway call by
 /// the deadline, so a successor never acts while it still might.
 const LEASE: Duration = Duration::from_secs(10);
+
+/// The `user_id` of the facts a saga records.
+const SAGA_USER: &str = "system:saga";
 
 /// What a fenced call's lease covers besides the call itself.
 const FENCE_MARGIN: Duration = Duration::from_secs(1);
@@ -509,15 +511,13 @@ impl SagaRunner {
         }
     }
 
-    fn metadata(&self, saga: &BookingSaga, step: Step) -> HashMap<String, String> {
-        HashMap::from([
-            (keys::USER_ID.to_owned(), "system:saga".to_owned()),
-            (keys::CORRELATION_ID.to_owned(), saga.correlation_id.clone()),
-            (
-                keys::CAUSATION_ID.to_owned(),
-                format!("saga:{}:{}", saga.booking_id, step.name()),
-            ),
-        ])
+    fn metadata(&self, saga: &BookingSaga, step: Step) -> EventMetadata {
+        EventMetadata {
+            user_id: Some(SAGA_USER.to_owned()),
+            correlation_id: Some(saga.correlation_id.clone()),
+            causation_id: Some(format!("saga:{}:{}", saga.booking_id, step.name())),
+            ..EventMetadata::default()
+        }
     }
 
     /// Does what `step` says, and tells what it saw.
@@ -852,14 +852,12 @@ impl SagaRunner {
                 .events
                 .read(event_id, |event, _| event.seat_holders().collect())
                 .await?;
-            let metadata = HashMap::from([
-                (keys::USER_ID.to_owned(), "system:saga".to_owned()),
-                (keys::CORRELATION_ID.to_owned(), correlation_id.clone()),
-                (
-                    keys::CAUSATION_ID.to_owned(),
-                    format!("saga:event:{event_id}:cancel"),
-                ),
-            ]);
+            let metadata = EventMetadata {
+                user_id: Some(SAGA_USER.to_owned()),
+                correlation_id: Some(correlation_id.clone()),
+                causation_id: Some(format!("saga:event:{event_id}:cancel")),
+                ..EventMetadata::default()
+            };
             let mut renewed = Instant::now();
             let mut failed = Vec::new();
             for booking in &holders {

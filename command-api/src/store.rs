@@ -41,6 +41,7 @@ use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 use tokio::sync::{oneshot, watch, Mutex, OwnedMutexGuard};
 
+use domain::metadata::EventMetadata;
 use domain::policy::{self, Reacts};
 
 use crate::append::{AppendError, Appender, Effects};
@@ -112,7 +113,7 @@ struct Loaded<A> {
 /// A command waiting for its aggregate.
 struct Request<A: Aggregate> {
     command: A::Command,
-    metadata: HashMap<String, String>,
+    metadata: EventMetadata,
     /// Whether the aggregate must be read first (false for a made-up new id).
     load: bool,
     reply: oneshot::Sender<Result<Committed, ExecuteError<A::Error>>>,
@@ -121,7 +122,7 @@ struct Request<A: Aggregate> {
 impl<A: Aggregate> Request<A> {
     /// Carries an `Idempotency-Key`: appended on its own.
     fn keyed(&self) -> bool {
-        self.metadata.contains_key(policy::keys::IDEMPOTENCY_KEY)
+        self.metadata.idempotency_key.is_some()
     }
 }
 
@@ -236,7 +237,7 @@ impl<A: Storable> AggregateStore<A> {
         &self,
         aggregate_id: &str,
         command: A::Command,
-        metadata: &HashMap<String, String>,
+        metadata: &EventMetadata,
     ) -> Result<Committed, ExecuteError<A::Error>> {
         self.run(aggregate_id, command, metadata, true).await
     }
@@ -249,7 +250,7 @@ impl<A: Storable> AggregateStore<A> {
         &self,
         aggregate_id: &str,
         command: A::Command,
-        metadata: &HashMap<String, String>,
+        metadata: &EventMetadata,
     ) -> Result<Committed, ExecuteError<A::Error>> {
         self.run(aggregate_id, command, metadata, false).await
     }
@@ -258,7 +259,7 @@ impl<A: Storable> AggregateStore<A> {
         &self,
         aggregate_id: &str,
         command: A::Command,
-        metadata: &HashMap<String, String>,
+        metadata: &EventMetadata,
         load: bool,
     ) -> Result<Committed, ExecuteError<A::Error>> {
         let slot = self.0.slot(aggregate_id);
@@ -357,11 +358,12 @@ where
             // is about the request, not about what happened, and the facts live for
             // ever).
             let key = policy::key_record(&metadata, A::TYPE, aggregate_id, 0);
-            metadata.remove(policy::keys::REQUEST_FINGERPRINT);
-            metadata.insert(policy::keys::RECORDED_AT.into(), recorded_at.clone());
+            metadata.request_fingerprint = None;
+            metadata.recorded_at = Some(recorded_at.clone());
             let facts = sink.collect().await;
             let count = facts.len();
             let correlation_id = policy::correlation_id(&metadata, aggregate_id).to_owned();
+            let metadata = metadata.into_map();
             for fact in facts {
                 sequence += 1;
                 effects

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use common::*;
 use domain::booking::BookingCommand;
 use reqwest::StatusCode;
@@ -201,11 +199,12 @@ async fn request_a_booking_records_it_pending_for_the_tokens_user() {
 
 /// Confirms a booking as the saga would (the saga itself is a later step).
 async fn confirm(app: &TestApp, booking: &str) {
-    let metadata = HashMap::from([
-        ("user_id".to_owned(), "system".to_owned()),
-        ("correlation_id".to_owned(), "test".to_owned()),
-        ("causation_id".to_owned(), "test".to_owned()),
-    ]);
+    let metadata = domain::metadata::EventMetadata {
+        user_id: Some("system".to_owned()),
+        correlation_id: Some("test".to_owned()),
+        causation_id: Some("test".to_owned()),
+        ..Default::default()
+    };
     app.state
         .bookings
         .execute(booking, BookingCommand::ConfirmBooking, &metadata)

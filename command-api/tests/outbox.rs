@@ -136,7 +136,58 @@ async fn each_stored_event_reaches_the_topic_once_in_order() {
         (1, "BookingRequested", "3.0")
     );
     assert_eq!(wire.payload["BookingRequested"]["user_id"], "alice");
-    assert_eq!(wire.metadata["user_id"], "alice");
+    assert_eq!(wire.metadata.user_id.as_deref(), Some("alice"));
+    app.stop().await;
+}
+
+/// A consumer that knows CloudEvents routes and traces a message from its headers
+/// alone: type, id (the store position), subject, time, and the caller's trace.
+#[tokio::test]
+async fn each_message_is_a_binary_mode_cloudevent_carrying_the_callers_trace() {
+    let db = TestDb::create().await;
+    let app = TestApp::spawn_with_relay(&db).await;
+    let caller_trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let location = app
+        .post_with(
+            "/v1/locations",
+            &admin(),
+            &[
+                ("traceparent", caller_trace),
+                ("x-correlation-id", "corr-ce"),
+            ],
+            &testkit::api::location_body("Roundhouse", 10),
+        )
+        .await;
+    assert_eq!(location.status, StatusCode::CREATED, "{}", location.body);
+    drained(&db, Duration::from_secs(30)).await;
+
+    let messages = testkit::read_topic_attributes(&app.brokers, &app.topic.name).await;
+    let (wire, attributes) = messages
+        .iter()
+        .find(|(w, _)| w.aggregate_id == location.id())
+        .expect("the location's event on the topic");
+    let attributes = attributes.as_ref().expect("CloudEvents headers");
+    assert_eq!(attributes.id, wire.position.to_string());
+    assert_eq!(attributes.event_type, "boxoffice.location.LocationCreated");
+    assert_eq!(
+        attributes.subject.as_deref(),
+        Some(format!("location/{}", location.id()).as_str())
+    );
+    assert_eq!(attributes.time, wire.metadata.recorded_at);
+    assert!(attributes.time.is_some());
+    assert_eq!(attributes.correlation_id.as_deref(), Some("corr-ce"));
+    assert_eq!(attributes.content_type.as_deref(), Some("application/json"));
+    // The same trace, continued by a span of command-api's (a new parent id).
+    let sent: domain::metadata::TraceParent = attributes
+        .traceparent
+        .as_deref()
+        .expect("a traceparent header")
+        .parse()
+        .expect("a W3C traceparent");
+    assert_eq!(sent.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_ne!(sent.to_string(), caller_trace);
+    // The value keeps its envelope, the trace in its metadata too.
+    assert_eq!(wire.metadata.traceparent, attributes.traceparent);
     app.stop().await;
 }
 

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -148,7 +147,10 @@ async fn booking(app: &TestApp, event: &str, user: &str) -> String {
 }
 
 async fn run_as_saga(app: &TestApp, booking: &str, command: BookingCommand) {
-    let metadata = HashMap::from([("user_id".to_owned(), "system".to_owned())]);
+    let metadata = domain::metadata::EventMetadata {
+        user_id: Some("system".to_owned()),
+        ..Default::default()
+    };
     app.state
         .bookings
         .execute(booking, command, &metadata)

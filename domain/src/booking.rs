@@ -51,6 +51,22 @@ impl BookingStatus {
     }
 }
 
+impl TryFrom<String> for BookingStatus {
+    type Error = crate::values::UnknownName;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        [
+            Self::Pending,
+            Self::Confirmed,
+            Self::Rejected,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+        .ok_or(crate::values::UnknownName(name))
+    }
+}
+
 /// Why a booking was rejected or cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -27,6 +27,7 @@ pub mod consistency;
 pub mod error;
 pub mod event;
 pub mod location;
+pub mod metadata;
 pub mod personal;
 pub mod policy;
 pub mod saga;

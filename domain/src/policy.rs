@@ -23,13 +23,12 @@
 //! moved, and lets go; only then does a runner take up the new step. That is what stops
 //! a release from running beside an authorization still in flight.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 
 use crate::booking::{BookingFact, Reason};
 use crate::event::EventFact;
 use crate::location::LocationFact;
+use crate::metadata::EventMetadata;
 use crate::saga::Step;
 use crate::user::UserFact;
 
@@ -173,22 +172,6 @@ impl Reacts for LocationFact {
     }
 }
 
-/// The metadata keys the policy reads (command-api writes them).
-pub mod keys {
-    /// The user who asked.
-    pub const USER_ID: &str = "user_id";
-    /// One per request, kept through the saga.
-    pub const CORRELATION_ID: &str = "correlation_id";
-    /// The request (or saga step) that caused the fact.
-    pub const CAUSATION_ID: &str = "causation_id";
-    /// The `Idempotency-Key` of the request.
-    pub const IDEMPOTENCY_KEY: &str = "idempotency_key";
-    /// The request's fingerprint, to tell a retry from another request with the key.
-    pub const REQUEST_FINGERPRINT: &str = "request_fingerprint";
-    /// When the fact was recorded (RFC 3339).
-    pub const RECORDED_AT: &str = "recorded_at";
-}
-
 /// What an accepted command with an `Idempotency-Key` leaves, so that a retry gets the
 /// first answer again: the key, the request it came with, and where its facts went.
 /// (Serialized with the column names of `idempotency_keys`.)
@@ -215,18 +198,18 @@ pub struct KeyRecord {
 /// The record a command leaves when it carried an `Idempotency-Key` (in `metadata`) and
 /// its facts end at `last_sequence`; `None` for a command without a key.
 pub fn key_record(
-    metadata: &HashMap<String, String>,
+    metadata: &EventMetadata,
     aggregate_type: &str,
     aggregate_id: &str,
     last_sequence: i64,
 ) -> Option<KeyRecord> {
-    let key = metadata.get(keys::IDEMPOTENCY_KEY)?;
-    let field = |name: &str| metadata.get(name).cloned().unwrap_or_default();
+    let key = metadata.idempotency_key.as_ref()?;
+    let field = |value: &Option<String>| value.clone().unwrap_or_default();
     Some(KeyRecord {
-        user_id: field(keys::USER_ID),
+        user_id: field(&metadata.user_id),
         key: key.clone(),
-        fingerprint: field(keys::REQUEST_FINGERPRINT),
-        request_id: field(keys::CAUSATION_ID),
+        fingerprint: field(&metadata.request_fingerprint),
+        request_id: field(&metadata.causation_id),
         aggregate_type: aggregate_type.to_owned(),
         aggregate_id: aggregate_id.to_owned(),
         last_sequence,
@@ -235,10 +218,8 @@ pub fn key_record(
 
 /// The correlation id a fact's reactions carry: the request's, or the aggregate's id
 /// for a fact stored without one.
-pub fn correlation_id<'a>(metadata: &'a HashMap<String, String>, aggregate_id: &'a str) -> &'a str {
-    metadata
-        .get(keys::CORRELATION_ID)
-        .map_or(aggregate_id, String::as_str)
+pub fn correlation_id<'a>(metadata: &'a EventMetadata, aggregate_id: &'a str) -> &'a str {
+    metadata.correlation_id.as_deref().unwrap_or(aggregate_id)
 }
 
 #[cfg(test)]
@@ -387,13 +368,14 @@ mod tests {
 
     #[test]
     fn a_keyed_command_leaves_a_record_of_where_its_facts_went() {
-        let metadata = HashMap::from([
-            (keys::USER_ID.to_owned(), "alice".to_owned()),
-            (keys::IDEMPOTENCY_KEY.to_owned(), "k-1".to_owned()),
-            (keys::REQUEST_FINGERPRINT.to_owned(), "f".to_owned()),
-            (keys::CAUSATION_ID.to_owned(), "req-9".to_owned()),
-            (keys::CORRELATION_ID.to_owned(), "corr-1".to_owned()),
-        ]);
+        let metadata = EventMetadata {
+            user_id: Some("alice".into()),
+            idempotency_key: Some("k-1".into()),
+            request_fingerprint: Some("f".into()),
+            causation_id: Some("req-9".into()),
+            correlation_id: Some("corr-1".into()),
+            ..EventMetadata::default()
+        };
         assert_eq!(
             key_record(&metadata, "booking", BOOKING, 4),
             Some(KeyRecord {
@@ -411,7 +393,10 @@ mod tests {
 
     #[test]
     fn a_command_without_a_key_leaves_no_record() {
-        let metadata = HashMap::from([(keys::USER_ID.to_owned(), "alice".to_owned())]);
+        let metadata = EventMetadata {
+            user_id: Some("alice".into()),
+            ..EventMetadata::default()
+        };
         assert_eq!(key_record(&metadata, "booking", BOOKING, 1), None);
         // Facts stored without a correlation id carry the aggregate's id instead.
         assert_eq!(correlation_id(&metadata, BOOKING), BOOKING);

@@ -15,6 +15,12 @@ pub const MAX_CAPACITY: u32 = 1_000_000;
 /// The largest ticket price in minor units (ten million in major units).
 pub const MAX_PRICE_CENTS: i64 = 1_000_000_000;
 
+/// A stored name (a status, a reason) that no variant has: a row written by a newer
+/// build, or edited by hand.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown name {0:?}")]
+pub struct UnknownName(pub String);
+
 /// A problem with one field of a request, reported in the `details` of a 422.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use domain::metadata::EventMetadata;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::config::RDKafkaLogLevel;
@@ -35,8 +36,9 @@ pub struct WireEvent {
     pub event_version: String,
     /// The event itself.
     pub payload: Value,
-    /// `user_id`, `correlation_id`, `causation_id`, `recorded_at`, ...
-    pub metadata: Value,
+    /// Who, why, when (typed: `domain::metadata`).
+    #[sqlx(json)]
+    pub metadata: EventMetadata,
 }
 
 /// The context of every Kafka client here: librdkafka's logs and errors go to

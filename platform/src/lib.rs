@@ -13,6 +13,7 @@
 //! - [`server`]: serving HTTP with bounds on time and requests in flight.
 
 pub mod auth;
+pub mod cloudevents;
 pub mod config;
 pub mod db;
 pub mod http;

@@ -16,9 +16,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::metrics::{Metrics, Projection};
-use crate::store::EventStore;
+use crate::metrics::{Metrics, ProjectionLabel};
 use crate::{consumer, parked, rebuild, status, sweep};
+use read_model::store::EventStore;
+use read_model::Projection;
 
 /// What the projector's tasks share.
 pub struct Context {
@@ -157,16 +158,17 @@ async fn rebuild_worker(ctx: Arc<Context>, shutdown: CancellationToken) {
         .fetch_optional(&ctx.read)
         .await;
         let Ok(Some((id, name))) = next else { continue };
-        let projection = crate::engine::PROJECTIONS
-            .iter()
-            .find(|p| **p == name)
-            .copied()
-            .unwrap_or("unknown");
-        let gauge = ctx
-            .metrics
-            .rebuild_progress
-            .get_or_create(&Projection { projection })
-            .clone();
+        let Ok(projection) = name.parse::<Projection>() else {
+            // Only query-api asks, for a name it parsed; a row from a newer build.
+            tracing::error!(
+                rebuild = id,
+                projection = name,
+                "a rebuild of an unknown projection is asked for; left alone"
+            );
+            continue;
+        };
+        let label = ProjectionLabel::from(projection);
+        let gauge = ctx.metrics.rebuild_progress.get_or_create(&label).clone();
         let progress = move |p: rebuild::Progress| {
             gauge.set(if p.total == 0 {
                 0.0
@@ -174,14 +176,11 @@ async fn rebuild_worker(ctx: Arc<Context>, shutdown: CancellationToken) {
                 p.done as f64 / p.total as f64
             });
         };
-        match rebuild::run(&ctx.read, &ctx.store, &name, Some(id), &progress).await {
+        match rebuild::run(&ctx.read, &ctx.store, projection, Some(id), &progress).await {
             Ok(_) | Err(rebuild::RebuildError::Busy(_)) => {}
             Err(err) => tracing::error!(rebuild = id, cause = %err, "requested rebuild failed"),
         }
-        ctx.metrics
-            .rebuild_progress
-            .get_or_create(&Projection { projection })
-            .set(0.0);
+        ctx.metrics.rebuild_progress.get_or_create(&label).set(0.0);
     }
 }
 
@@ -191,14 +190,7 @@ async fn refresh_status(ctx: Arc<Context>, shutdown: CancellationToken) {
         match status::all(&ctx.read, &ctx.store).await {
             Ok(statuses) => {
                 for s in statuses {
-                    let Some(projection) = crate::engine::PROJECTIONS
-                        .iter()
-                        .find(|p| **p == s.name)
-                        .copied()
-                    else {
-                        continue;
-                    };
-                    let label = Projection { projection };
+                    let label = ProjectionLabel::from(s.name);
                     ctx.metrics.lag_events.get_or_create(&label).set(s.lag);
                     ctx.metrics
                         .lag_seconds

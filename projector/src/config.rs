@@ -40,7 +40,7 @@ pub struct Config {
     pub parked_retry: Duration,
     /// Which fact versions this build reads (`domain::upcast::readable`); a test
     /// stands in for an older build with a narrower one.
-    pub reads: crate::store::Reads,
+    pub reads: read_model::store::Reads,
 }
 
 impl Config {

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use platform::cloudevents::Attributes;
 use platform::kafka::{client_config, ensure_topic, KafkaLogs, WireEvent};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
@@ -17,8 +18,9 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
-use crate::engine::{apply_batch, Target};
 use crate::metrics::Source;
+use read_model::engine::{apply_batch, Target};
+use read_model::Projection;
 
 /// Consumes until `shutdown`, with a fresh consumer after the broker went away or the
 /// consumer went quiet while the store moved on.
@@ -226,12 +228,44 @@ impl Batch {
     fn add(&mut self, message: &impl Message) {
         self.next_offsets
             .insert(message.partition(), message.offset() + 1);
+        let (partition, offset) = (message.partition(), message.offset());
+        // The CloudEvents headers tell what a message is before its value is decoded
+        // (messages published before the relay sent them have none; they are decoded).
+        let attributes = Attributes::read(message.headers());
+        if let Some(attributes) = &attributes {
+            if !attributes.is_json() {
+                tracing::error!(partition, offset, content_type = ?attributes.content_type, "a message that is not JSON; skipped");
+                return;
+            }
+            if attributes
+                .aggregate_type()
+                .and_then(Projection::consuming)
+                .is_none()
+            {
+                return; // no projection reads this aggregate type
+            }
+        }
+        // Skipped messages' offsets are committed with the rest: the sweep reads the
+        // store, the truth, and applies whatever the read models lack.
         match message.payload().map(serde_json::from_slice::<WireEvent>) {
-            Some(Ok(event)) => self.events.push(event),
-            // Not ours to apply; its offset is committed with the rest.
+            Some(Ok(event))
+                if attributes
+                    .as_ref()
+                    .and_then(Attributes::position)
+                    .is_none_or(|position| position == event.position) =>
+            {
+                self.events.push(event)
+            }
+            Some(Ok(event)) => tracing::error!(
+                partition,
+                offset,
+                position = event.position,
+                ce_id = attributes.map(|a| a.id),
+                "a message whose ce_id is not its position; skipped"
+            ),
             _ => tracing::error!(
-                partition = message.partition(),
-                offset = message.offset(),
+                partition,
+                offset,
                 "a message that is not a stored event; skipped"
             ),
         }

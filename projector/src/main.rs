@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use projector::engine::PROJECTIONS;
-use projector::{rebuild, status, Application, Config};
+use projector::{rebuild, status, Application, Config, Projection};
 
 #[derive(Parser)]
 #[command(
@@ -25,7 +24,7 @@ enum Command {
     /// Apply the read models' migrations, as the owner of their tables
     /// (MIGRATION_READ_DATABASE_URL, else READ_DATABASE_URL, else DATABASE_URL), then exit.
     Migrate,
-    /// Rebuild a projection (locations, events, bookings, or all) from the event store
+    /// Rebuild a projection (locations, events, bookings, users, or all) from the event store
     /// while the live one keeps serving, then swap it in.
     Rebuild {
         /// A projection's name, or `all`.
@@ -54,13 +53,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve | Command::Migrate => unreachable!("handled above"),
         Command::Status => print_status(&ctx).await,
         Command::Rebuild { name } => {
-            let names: Vec<&str> = if name == "all" {
-                PROJECTIONS.to_vec()
+            let projections: Vec<Projection> = if name == "all" {
+                Projection::ALL.to_vec()
             } else {
-                vec![name.as_str()]
+                vec![name.parse()?]
             };
-            for name in names {
-                let bar = ProgressBar::new(0).with_message(name.to_owned());
+            for projection in projections {
+                let bar = ProgressBar::new(0).with_message(projection.name());
                 bar.set_style(
                     ProgressStyle::with_template(
                         "{msg:>9} [{bar:40}] {pos}/{len} events {per_sec} {eta}",
@@ -72,11 +71,11 @@ async fn main() -> anyhow::Result<()> {
                     bar.set_length(p.total);
                     bar.set_position(p.done);
                 };
-                let report = rebuild::run(&ctx.read, &ctx.store, name, None, &progress).await;
+                let report = rebuild::run(&ctx.read, &ctx.store, projection, None, &progress).await;
                 bar.finish();
                 let report = report?;
                 println!(
-                    "{name}: {} events in {:.1} s ({:.0} events/s), swapped in",
+                    "{projection}: {} events in {:.1} s ({:.0} events/s), swapped in",
                     report.events,
                     report.elapsed.as_secs_f64(),
                     report.rate()

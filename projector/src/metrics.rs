@@ -10,12 +10,22 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use platform::metrics::latency_histogram;
+use read_model::engine::Applied;
+use read_model::Projection;
 
 /// Labels naming a projection.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Projection {
-    /// `locations`, `events` or `bookings`.
+pub struct ProjectionLabel {
+    /// Its name: `locations`, `events`, `bookings` or `users`.
     pub projection: &'static str,
+}
+
+impl From<Projection> for ProjectionLabel {
+    fn from(projection: Projection) -> Self {
+        Self {
+            projection: projection.name(),
+        }
+    }
 }
 
 /// Labels naming where a batch came from.
@@ -29,17 +39,17 @@ pub struct Source {
 #[derive(Clone)]
 pub struct Metrics {
     /// Events applied, per projection.
-    pub applied: Family<Projection, Counter>,
+    pub applied: Family<ProjectionLabel, Counter>,
     /// Gaps in a stream filled from the event store.
-    pub gaps: Family<Projection, Counter>,
+    pub gaps: Family<ProjectionLabel, Counter>,
     /// Events that could not be applied and were parked (each attempt counts).
-    pub apply_errors: Family<Projection, Counter>,
+    pub apply_errors: Family<ProjectionLabel, Counter>,
     /// Events in the store not yet applied.
-    pub lag_events: Family<Projection, Gauge>,
+    pub lag_events: Family<ProjectionLabel, Gauge>,
     /// Seconds the projection is behind (0 when caught up).
-    pub lag_seconds: Family<Projection, Gauge<f64, AtomicU64>>,
+    pub lag_seconds: Family<ProjectionLabel, Gauge<f64, AtomicU64>>,
     /// Share of a running rebuild done, 0 to 1 (0 when none runs).
-    pub rebuild_progress: Family<Projection, Gauge<f64, AtomicU64>>,
+    pub rebuild_progress: Family<ProjectionLabel, Gauge<f64, AtomicU64>>,
     /// Time to apply one batch and commit it.
     pub apply_seconds: Family<Source, Histogram>,
     /// Kafka messages consumed.
@@ -49,7 +59,7 @@ pub struct Metrics {
     /// 1 while the broker answers (checked every few seconds), 0 otherwise.
     pub broker_up: Gauge,
     /// Events parked (could not be applied; their stream waits), per projection.
-    pub parked: Family<Projection, Gauge>,
+    pub parked: Family<ProjectionLabel, Gauge>,
 }
 
 impl Metrics {
@@ -122,9 +132,9 @@ impl Metrics {
     }
 
     /// Records what a batch did.
-    pub fn record(&self, applied: &[(&'static str, crate::engine::Applied)]) {
+    pub fn record(&self, applied: &[(Projection, Applied)]) {
         for (projection, outcome) in applied {
-            let label = Projection { projection };
+            let label = ProjectionLabel::from(*projection);
             self.applied.get_or_create(&label).inc_by(outcome.events);
             self.gaps.get_or_create(&label).inc_by(outcome.gaps);
             self.apply_errors

@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::app::Context;
-use crate::engine::{apply_batch, Target, PROJECTIONS};
-use crate::metrics::Projection;
+use crate::metrics::ProjectionLabel;
+use read_model::engine::{apply_batch, Target};
+use read_model::Projection;
 
 /// How often asked-for retries are looked for.
 const ASKED_EVERY: Duration = Duration::from_secs(1);
@@ -67,14 +68,14 @@ pub async fn retry(ctx: &Context, all: bool) -> anyhow::Result<usize> {
         sqlx::query_as("SELECT projection, count(*) FROM parked_events GROUP BY projection")
             .fetch_all(&ctx.read)
             .await?;
-    for projection in PROJECTIONS {
+    for projection in Projection::ALL {
         let count = counts
             .iter()
-            .find(|(p, _)| p == projection)
+            .find(|(p, _)| p == projection.name())
             .map_or(0, |(_, n)| *n);
         ctx.metrics
             .parked
-            .get_or_create(&Projection { projection })
+            .get_or_create(&ProjectionLabel::from(projection))
             .set(count);
     }
     Ok(parked.len())

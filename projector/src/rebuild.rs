@@ -17,9 +17,12 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Acquire, Connection, PgConnection, PgPool};
 
-use crate::engine::{apply_batch, rebuild_table, Target};
-use crate::store::{Cursor, EventStore};
-use crate::views::{BookingRow, EventRow, LocationRow, UserRow, View};
+use read_model::engine::{apply_batch, rebuild_table, Target, PROJECTED_CHANNEL};
+use read_model::store::{Cursor, EventStore};
+use read_model::views::{BookingRow, EventRow, LocationRow, UserRow, View};
+use read_model::Projection;
+
+pub use read_model::rebuild::{request, RebuildError, RequestKey};
 
 /// Events read per transaction while filling the fresh table.
 const CHUNK: i64 = 10_000;
@@ -49,154 +52,20 @@ impl Report {
     }
 }
 
-/// Why a rebuild did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum RebuildError {
-    /// No projection has that name.
-    #[error("no projection is named {0:?}; the projections are locations, events and bookings")]
-    Unknown(String),
-    /// Another rebuild of the projection runs, or took this request.
-    #[error("a rebuild of {0} is already running")]
-    Busy(String),
-    /// The `Idempotency-Key` was used before for a different request.
-    #[error("this Idempotency-Key was used for a different request")]
-    KeyReused,
-    /// It failed.
-    #[error(transparent)]
-    Failed(#[from] anyhow::Error),
-}
-
-impl From<sqlx::Error> for RebuildError {
-    fn from(err: sqlx::Error) -> Self {
-        Self::Failed(err.into())
-    }
-}
-
-/// Who asked for a rebuild under an `Idempotency-Key`, and what exactly they asked
-/// (the request's fingerprint: method, path, body).
-#[derive(Debug, Clone, Copy)]
-pub struct RequestKey<'a> {
-    /// The token's subject.
-    pub user_id: &'a str,
-    /// The key.
-    pub key: &'a str,
-    /// The request's fingerprint.
-    pub fingerprint: &'a str,
-    /// How long the key is remembered.
-    pub ttl: Duration,
-}
-
-/// Asks for a rebuild of `name`, to be run by a projector service. Asking while one is
-/// requested or running returns that one. With a `key` the same user used before for
-/// the same request, returns the rebuild that request got, and asks for nothing; with
-/// one used for another request, [`RebuildError::KeyReused`]. Returns the rebuild's id.
-pub async fn request(
-    read: &PgPool,
-    name: &str,
-    key: Option<RequestKey<'_>>,
-) -> Result<i64, RebuildError> {
-    let mut tx = read.begin().await?;
-    if let Some(key) = key {
-        // Serializes requests with one key, so two never both ask.
-        sqlx::query(
-            "SELECT pg_advisory_xact_lock(hashtext('boxoffice.rebuild-key.' || $1 || '.' || $2))",
-        )
-        .bind(key.user_id)
-        .bind(key.key)
-        .execute(&mut *tx)
-        .await?;
-        let first: Option<(String, i64)> = sqlx::query_as(
-            "SELECT request_fingerprint, rebuild_id FROM rebuild_request_keys
-              WHERE user_id = $1 AND idempotency_key = $2
-                AND created_at > now() - make_interval(secs => $3)",
-        )
-        .bind(key.user_id)
-        .bind(key.key)
-        .bind(key.ttl.as_secs_f64())
-        .fetch_optional(&mut *tx)
-        .await?;
-        match first {
-            Some((fingerprint, id)) if fingerprint == key.fingerprint => return Ok(id),
-            Some(_) => return Err(RebuildError::KeyReused),
-            None => {}
-        }
-    }
-    if crate::engine::aggregate_type(name).is_none() {
-        return Err(RebuildError::Unknown(name.to_owned()));
-    }
-    // Serializes requests for one projection, so two never both insert.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('boxoffice.rebuild-request.' || $1))")
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
-    let open: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM projection_rebuilds
-          WHERE projection = $1 AND status IN ('requested', 'running') ORDER BY id LIMIT 1",
-    )
-    .bind(name)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let id = match open {
-        Some(id) => id,
-        None => {
-            sqlx::query_scalar(
-                "INSERT INTO projection_rebuilds (projection, status) VALUES ($1, 'requested') RETURNING id",
-            )
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await?
-        }
-    };
-    if let Some(key) = key {
-        sqlx::query(
-            "INSERT INTO rebuild_request_keys (user_id, idempotency_key, request_fingerprint, rebuild_id, projection)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (user_id, idempotency_key) DO UPDATE
-                 SET request_fingerprint = EXCLUDED.request_fingerprint, rebuild_id = EXCLUDED.rebuild_id,
-                     projection = EXCLUDED.projection, created_at = now()",
-        )
-        .bind(key.user_id)
-        .bind(key.key)
-        .bind(key.fingerprint)
-        .bind(id)
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
-        // The table stays small: expired keys go as new ones come.
-        sqlx::query(
-            "DELETE FROM rebuild_request_keys WHERE created_at < now() - make_interval(secs => $1)",
-        )
-        .bind(key.ttl.as_secs_f64())
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(id)
-}
-
 /// Rebuilds `name` now. `requested` is the id of a requested rebuild this runs (from the
 /// service's worker); without it (the CLI) a new one is recorded.
 pub async fn run(
     read: &PgPool,
     store: &EventStore,
-    name: &str,
+    projection: Projection,
     requested: Option<i64>,
     on_progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Report, RebuildError> {
-    match name {
-        n if n == LocationRow::PROJECTION => {
-            run_view::<LocationRow>(read, store, requested, on_progress).await
-        }
-        n if n == EventRow::PROJECTION => {
-            run_view::<EventRow>(read, store, requested, on_progress).await
-        }
-        n if n == BookingRow::PROJECTION => {
-            run_view::<BookingRow>(read, store, requested, on_progress).await
-        }
-        n if n == UserRow::PROJECTION => {
-            run_view::<UserRow>(read, store, requested, on_progress).await
-        }
-        other => Err(RebuildError::Unknown(other.to_owned())),
+    match projection {
+        Projection::Locations => run_view::<LocationRow>(read, store, requested, on_progress).await,
+        Projection::Events => run_view::<EventRow>(read, store, requested, on_progress).await,
+        Projection::Bookings => run_view::<BookingRow>(read, store, requested, on_progress).await,
+        Projection::Users => run_view::<UserRow>(read, store, requested, on_progress).await,
     }
 }
 
@@ -210,11 +79,11 @@ async fn run_view<V: View>(
     let mut lock = read.acquire().await?.detach();
     let locked: bool =
         sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('boxoffice.rebuild.' || $1))")
-            .bind(V::PROJECTION)
+            .bind(V::PROJECTION.name())
             .fetch_one(&mut lock)
             .await?;
     if !locked {
-        return Err(RebuildError::Busy(V::PROJECTION.to_owned()));
+        return Err(RebuildError::Busy(V::PROJECTION.name().to_owned()));
     }
     let id = match requested {
         Some(id) => {
@@ -228,7 +97,7 @@ async fn run_view<V: View>(
             .rows_affected();
             if taken == 0 {
                 let _ = lock.close().await;
-                return Err(RebuildError::Busy(V::PROJECTION.to_owned()));
+                return Err(RebuildError::Busy(V::PROJECTION.name().to_owned()));
             }
             id
         }
@@ -237,12 +106,12 @@ async fn run_view<V: View>(
                 "INSERT INTO projection_rebuilds (projection, status, started_at)
                  VALUES ($1, 'running', now()) RETURNING id",
             )
-            .bind(V::PROJECTION)
+            .bind(V::PROJECTION.name())
             .fetch_one(&mut lock)
             .await?
         }
     };
-    tracing::info!(projection = V::PROJECTION, rebuild = id, "rebuild started");
+    tracing::info!(projection = %V::PROJECTION, rebuild = id, "rebuild started");
 
     let outcome = rebuild::<V>(read, store, &mut lock, id, on_progress).await;
     match &outcome {
@@ -255,7 +124,7 @@ async fn run_view<V: View>(
             .execute(&mut lock)
             .await?;
             tracing::info!(
-                projection = V::PROJECTION,
+                projection = %V::PROJECTION,
                 rebuild = id,
                 events = report.events,
                 rate = report.rate(),
@@ -264,7 +133,7 @@ async fn run_view<V: View>(
         }
         Err(err) => {
             tracing::error!(
-                projection = V::PROJECTION,
+                projection = %V::PROJECTION,
                 rebuild = id,
                 cause = format!("{err:#}"),
                 "rebuild failed"
@@ -393,7 +262,7 @@ async fn rebuild<V: View>(
         .await?;
     }
     sqlx::query("SELECT pg_notify($1, '')")
-        .bind(crate::engine::PROJECTED_CHANNEL)
+        .bind(PROJECTED_CHANNEL)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;

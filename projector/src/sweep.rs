@@ -13,21 +13,13 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
-use crate::engine::{apply_batch, Target};
 use crate::metrics::Source;
-use crate::store::Cursor;
-use crate::views::{BookingRow, EventRow, LocationRow, UserRow, View};
+use read_model::engine::{apply_batch, Target};
+use read_model::store::Cursor;
+use read_model::Projection;
 
 /// Events read from the store per transaction.
 const CHUNK: i64 = 2000;
-
-/// Every aggregate type some projection consumes.
-const AGGREGATE_TYPES: [&str; 4] = [
-    LocationRow::AGGREGATE_TYPE,
-    EventRow::AGGREGATE_TYPE,
-    BookingRow::AGGREGATE_TYPE,
-    UserRow::AGGREGATE_TYPE,
-];
 
 /// Sweeps every `interval` until `shutdown`.
 pub async fn run(ctx: Arc<Context>, interval: Duration, shutdown: CancellationToken) {
@@ -66,7 +58,7 @@ pub async fn sweep_once(ctx: &Context) -> anyhow::Result<u64> {
                     transaction_id,
                     position,
                 },
-                &AGGREGATE_TYPES,
+                &Projection::aggregate_types(),
                 CHUNK,
             )
             .await?;

@@ -41,7 +41,7 @@ impl Token {
     pub fn parse(raw: &str) -> Option<Self> {
         let token: ConsistencyToken = raw.parse().ok()?;
         Some(Self {
-            table: projector::engine::table_for_aggregate(token.aggregate_type)?,
+            table: read_model::Projection::consuming(token.aggregate_type)?.table(),
             id: Uuid::parse_str(&token.aggregate_id).ok()?,
             sequence: token.sequence,
         })
@@ -138,9 +138,9 @@ impl Requested {
 }
 
 /// The read model of bookings, whose rows are personal.
-const BOOKINGS: &str = <projector::views::BookingRow as projector::views::View>::TABLE;
+const BOOKINGS: &str = <read_model::views::BookingRow as read_model::views::View>::TABLE;
 /// The read model of users (their erasures), personal too.
-const USERS: &str = <projector::views::UserRow as projector::views::View>::TABLE;
+const USERS: &str = <read_model::views::UserRow as read_model::views::View>::TABLE;
 
 fn invalid() -> ApiError {
     ApiError::bad_request(

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// The channel the projector notifies after each batch it commits.
-pub const CHANNEL: &str = projector::engine::PROJECTED_CHANNEL;
+pub const CHANNEL: &str = read_model::engine::PROJECTED_CHANNEL;
 
 /// How often awaited rows are checked with no notification (a lost one costs at most
 /// this much delay), and how long to wait before listening again after an error.

@@ -63,7 +63,7 @@ async fn an_event_the_projector_cannot_read_is_parked_and_applied_by_a_build_tha
             .projector()
             .metrics
             .parked
-            .get_or_create(&projector::metrics::Projection {
+            .get_or_create(&projector::metrics::ProjectionLabel {
                 projection: "locations",
             })
             .get()

@@ -101,7 +101,7 @@ async fn a_rebuild_under_queries_never_serves_a_partial_model_and_equals_the_liv
     let report = projector::rebuild::run(
         &stack.projector().read,
         &stack.projector().store,
-        "bookings",
+        projector::Projection::Bookings,
         None,
         &|p| {
             progress.lock().unwrap().push((p.done, p.total));
@@ -247,11 +247,15 @@ async fn every_projection_rebuilds_to_what_it_was() {
         before.push(stack.checksum(table).await);
     }
 
-    for name in ["locations", "events", "bookings"] {
+    for projection in [
+        projector::Projection::Locations,
+        projector::Projection::Events,
+        projector::Projection::Bookings,
+    ] {
         projector::rebuild::run(
             &stack.projector().read,
             &stack.projector().store,
-            name,
+            projection,
             None,
             &|_| {},
         )

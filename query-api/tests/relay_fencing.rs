@@ -133,7 +133,7 @@ async fn a_relay_that_lost_its_lock_stops_within_a_batch_and_the_projection_is_u
     projector::rebuild::run(
         &stack.projector().read,
         &stack.projector().store,
-        "bookings",
+        projector::Projection::Bookings,
         None,
         &|_| {},
     )

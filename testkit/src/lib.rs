@@ -89,16 +89,21 @@ impl TestDb {
     /// each its own aggregate (users `seed-1` ..), shaped as command-api records them.
     /// Through the outbox they take the real path to the topic and the projector.
     pub async fn seed_bookings(&self, event_id: &str, count: i64) {
-        sqlx::query(
+        let metadata = domain::metadata::key::sql_object(
+            "'seed-' || n",
+            "'seed'",
+            "'seed'",
+            "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+        );
+        sqlx::query(&format!(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
              SELECT 'booking', gen_random_uuid()::text, 1, 'BookingRequested', '1.0',
                     jsonb_build_object('BookingRequested', jsonb_build_object(
                         'event_id', $1::text, 'user_id', 'seed-' || n, 'seats', 1 + n % 4,
                         'amount_cents', 2500 * (1 + n % 4), 'currency', 'EUR', 'card_token', 'tok_seed')),
-                    jsonb_build_object('user_id', 'seed-' || n, 'correlation_id', 'seed', 'causation_id', 'seed',
-                        'recorded_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))
+                    {metadata}
                FROM generate_series(1, $2) n",
-        )
+        ))
         .bind(event_id)
         .bind(count)
         .execute(&self.pool)
@@ -183,6 +188,30 @@ where
 /// partition it is in. Blocking; call it from `spawn_blocking` or through
 /// [`read_topic`].
 pub fn read_topic_blocking(brokers: &str, topic: &str) -> Vec<(i32, WireEvent)> {
+    read_messages_blocking(brokers, topic)
+        .into_iter()
+        .map(|(partition, wire, _)| (partition, wire))
+        .collect()
+}
+
+/// Every message of `topic`, with the CloudEvents attributes of its headers.
+pub async fn read_topic_attributes(
+    brokers: &str,
+    topic: &str,
+) -> Vec<(WireEvent, Option<platform::cloudevents::Attributes>)> {
+    let brokers = brokers.to_owned();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || read_messages_blocking(&brokers, &topic))
+        .await
+        .expect("topic reader panicked")
+        .into_iter()
+        .map(|(_, wire, attributes)| (wire, attributes))
+        .collect()
+}
+
+type Read = (i32, WireEvent, Option<platform::cloudevents::Attributes>);
+
+fn read_messages_blocking(brokers: &str, topic: &str) -> Vec<Read> {
     let consumer: BaseConsumer<KafkaLogs> = client_config(brokers)
         .set("group.id", format!("bt-reader-{}", Uuid::new_v4().simple()))
         .set("enable.auto.commit", "false")
@@ -232,7 +261,8 @@ pub fn read_topic_blocking(brokers: &str, topic: &str) -> Vec<(i32, WireEvent)> 
             Some(Ok(message)) => {
                 let wire: WireEvent = serde_json::from_slice(message.payload().unwrap_or_default())
                     .expect("a message that is not a wire event");
-                messages.push((message.partition(), wire));
+                let attributes = platform::cloudevents::Attributes::read(message.headers());
+                messages.push((message.partition(), wire, attributes));
             }
         }
     }

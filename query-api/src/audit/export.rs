@@ -1,7 +1,7 @@
 //! The store as NDJSON: one stored event a line, every event exactly once, resumable.
 //!
 //! Order: by appending transaction, then position: the order the projector's sweep and
-//! rebuilds walk (see `projector::store`). It is the order in which events became
+//! rebuilds walk (see `read_model::store`). It is the order in which events became
 //! final: an export stops before the oldest transaction still running, so no event can
 //! ever appear behind what it sent, and each stream's events come in sequence order.
 //! Plain position order could not promise that: positions are taken at insert time and

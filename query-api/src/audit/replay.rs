@@ -80,16 +80,18 @@ async fn replay<A: Aggregate>(
         Point::Sequence(n) => n,
         Point::Time(_) | Point::End => i64::MAX,
     };
-    let mut rows = sqlx::query(
-        "SELECT sequence, event_type, event_version, payload, metadata ->> 'recorded_at' AS recorded_at
+    let sql = format!(
+        "SELECT sequence, event_type, event_version, payload, metadata ->> '{}' AS recorded_at
            FROM events
           WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence <= $3
           ORDER BY sequence",
-    )
-    .bind(A::TYPE)
-    .bind(aggregate_id)
-    .bind(through)
-    .fetch(pool);
+        domain::metadata::key::RECORDED_AT
+    );
+    let mut rows = sqlx::query(&sql)
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(through)
+        .fetch(pool);
     let mut aggregate = A::default();
     let mut last = None;
     while let Some(row) = rows.try_next().await? {

@@ -11,8 +11,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use platform::auth::Admin;
 use platform::http::{ApiError, IdempotencyKey, JsonBody};
-use projector::rebuild::{self, RebuildError, RequestKey};
-use projector::status;
+use read_model::rebuild::{self, RebuildError, RequestKey};
+use read_model::status;
 
 use crate::app::AppState;
 use crate::contract::RebuildRequested;
@@ -26,13 +26,13 @@ pub(super) fn router() -> Router<AppState> {
 /// The projections: lag, last applied, the latest rebuild (admin).
 #[utoipa::path(get, path = "/v1/admin/projections", tag = "admin", security(("bearer" = [])),
     responses(
-        (status = 200, description = "Every projection.", body = Vec<projector::status::ProjectionStatus>),
+        (status = 200, description = "Every projection.", body = Vec<read_model::status::ProjectionStatus>),
         (status = 403, description = "Not an admin.", body = platform::openapi::ErrorBody),
     ))]
 pub(crate) async fn list(
     State(app): State<AppState>,
     _admin: Admin,
-) -> Result<Json<Vec<projector::status::ProjectionStatus>>, ApiError> {
+) -> Result<Json<Vec<read_model::status::ProjectionStatus>>, ApiError> {
     let statuses = status::all(&app.read, &app.store).await?;
     Ok(Json(statuses))
 }

@@ -5,7 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use platform::auth::User;
 use platform::http::{ApiError, PathId, QueryParams};
-use projector::views::BookingRow;
+use read_model::views::BookingRow;
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -32,7 +32,7 @@ fn render(row: &BookingRow, contact: Value) -> Booking {
         seats: row.seats,
         amount_cents: row.amount_cents,
         currency: row.currency.clone(),
-        status: row.status.clone(),
+        status: row.status.as_str().to_owned(),
         reason: row.reason.clone(),
         refunded: row.refunded,
         history: row.history.clone(),

@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use platform::auth::User;
 use platform::http::{ApiError, PathId, QueryParams};
-use projector::views::EventRow;
+use read_model::views::EventRow;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -38,7 +38,7 @@ fn render(row: &EventRow) -> Event {
         seats_held: row.seats_held,
         seats_sold: row.seats_sold,
         seats_available: row.seats_available,
-        status: row.status.clone(),
+        status: row.status.as_str().to_owned(),
     }
 }
 

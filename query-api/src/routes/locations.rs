@@ -5,7 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use platform::auth::User;
 use platform::http::{ApiError, PathId, QueryParams};
-use projector::views::LocationRow;
+use read_model::views::LocationRow;
 use serde::Deserialize;
 use uuid::Uuid;
 

@@ -14,41 +14,12 @@ use platform::kafka::WireEvent;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::projection::Projection;
 use crate::store::EventStore;
 use crate::views::{recorded_at, BookingRow, EventRow, LocationRow, UserRow, View};
 
 /// The channel notified when live read models moved (query-api's watcher listens).
 pub const PROJECTED_CHANNEL: &str = "boxoffice_projected";
-
-/// The projections, by name.
-pub const PROJECTIONS: [&str; 4] = [
-    LocationRow::PROJECTION,
-    EventRow::PROJECTION,
-    BookingRow::PROJECTION,
-    UserRow::PROJECTION,
-];
-
-/// The aggregate type a projection consumes, or `None` for an unknown name.
-pub fn aggregate_type(projection: &str) -> Option<&'static str> {
-    match projection {
-        p if p == LocationRow::PROJECTION => Some(LocationRow::AGGREGATE_TYPE),
-        p if p == EventRow::PROJECTION => Some(EventRow::AGGREGATE_TYPE),
-        p if p == BookingRow::PROJECTION => Some(BookingRow::AGGREGATE_TYPE),
-        p if p == UserRow::PROJECTION => Some(UserRow::AGGREGATE_TYPE),
-        _ => None,
-    }
-}
-
-/// The table of a projection, for an aggregate type: what read-your-writes waits on.
-pub fn table_for_aggregate(aggregate_type: &str) -> Option<&'static str> {
-    match aggregate_type {
-        t if t == LocationRow::AGGREGATE_TYPE => Some(LocationRow::TABLE),
-        t if t == EventRow::AGGREGATE_TYPE => Some(EventRow::TABLE),
-        t if t == BookingRow::AGGREGATE_TYPE => Some(BookingRow::TABLE),
-        t if t == UserRow::AGGREGATE_TYPE => Some(UserRow::TABLE),
-        _ => None,
-    }
-}
 
 /// Where a batch goes: the live tables, or the fresh tables a rebuild fills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,28 +67,17 @@ pub async fn apply_batch(
     store: &EventStore,
     target: Target,
     events: &[WireEvent],
-) -> anyhow::Result<Vec<(&'static str, Applied)>> {
+) -> anyhow::Result<Vec<(Projection, Applied)>> {
     let mut applied = Vec::new();
-    for (name, outcome) in [
-        (
-            LocationRow::PROJECTION,
-            apply_view::<LocationRow>(conn, store, target, events).await?,
-        ),
-        (
-            EventRow::PROJECTION,
-            apply_view::<EventRow>(conn, store, target, events).await?,
-        ),
-        (
-            BookingRow::PROJECTION,
-            apply_view::<BookingRow>(conn, store, target, events).await?,
-        ),
-        (
-            UserRow::PROJECTION,
-            apply_view::<UserRow>(conn, store, target, events).await?,
-        ),
-    ] {
+    for projection in Projection::ALL {
+        let outcome = match projection {
+            Projection::Locations => apply_view::<LocationRow>(conn, store, target, events).await?,
+            Projection::Events => apply_view::<EventRow>(conn, store, target, events).await?,
+            Projection::Bookings => apply_view::<BookingRow>(conn, store, target, events).await?,
+            Projection::Users => apply_view::<UserRow>(conn, store, target, events).await?,
+        };
         if let Some(outcome) = outcome {
-            applied.push((name, outcome));
+            applied.push((projection, outcome));
         }
     }
     if target == Target::Live {
@@ -128,7 +88,7 @@ pub async fn apply_batch(
                 .execute(&mut *conn)
                 .await?;
         }
-        for (name, outcome) in &applied {
+        for (projection, outcome) in &applied {
             sqlx::query(
                 "UPDATE projection_status
                     SET applied_position = GREATEST(applied_position, $2),
@@ -137,7 +97,7 @@ pub async fn apply_batch(
                         last_event_at = GREATEST(last_event_at, $4)
                   WHERE name = $1",
             )
-            .bind(name)
+            .bind(projection.name())
             .bind(outcome.max_position)
             .bind(i64::try_from(outcome.events).unwrap_or(i64::MAX))
             .bind(outcome.newest)
@@ -201,7 +161,7 @@ async fn apply_view<V: View>(
         let pending: Vec<&WireEvent> = if contiguous {
             fresh
         } else {
-            tracing::info!(projection = V::PROJECTION, %id, after = known, through = newest, "gap in the stream; reading it from the event store");
+            tracing::info!(projection = %V::PROJECTION, %id, after = known, through = newest, "gap in the stream; reading it from the event store");
             outcome.gaps += 1;
             filled = store.stream(V::AGGREGATE_TYPE, id, known, newest).await?;
             filled.iter().collect()
@@ -230,11 +190,11 @@ async fn apply_view<V: View>(
                     // others go on. Tried again later, see `crate::parked`.
                     outcome.errors += 1;
                     tracing::error!(
-                        projection = V::PROJECTION, %id, sequence = event.sequence,
+                        projection = %V::PROJECTION, %id, sequence = event.sequence,
                         position = event.position, event_type = %event.event_type,
                         cause = %error, "cannot apply an event; parked, its stream waits"
                     );
-                    park(conn, V::PROJECTION, id, event, &error).await?;
+                    park(conn, V::PROJECTION.name(), id, event, &error).await?;
                     parked = true;
                     break;
                 }
@@ -254,7 +214,7 @@ async fn apply_view<V: View>(
     // Only for the live tables: a rebuild's table is not what queries read yet.
     if target == Target::Live && !flowing.is_empty() {
         sqlx::query("DELETE FROM parked_events WHERE projection = $1 AND aggregate_id = ANY($2)")
-            .bind(V::PROJECTION)
+            .bind(V::PROJECTION.name())
             .bind(&flowing)
             .execute(&mut *conn)
             .await?;

@@ -17,6 +17,8 @@ use sqlx::postgres::PgRow;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::projection::Projection;
+
 /// Why an event could not be applied to a row.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -42,12 +44,12 @@ pub enum ApplyError {
 pub trait View:
     Sized + Clone + Send + Sync + Unpin + for<'r> sqlx::FromRow<'r, PgRow> + 'static
 {
-    /// The projection's name in the API and the CLI.
-    const PROJECTION: &'static str;
+    /// The projection this row type is.
+    const PROJECTION: Projection;
     /// The aggregate type whose events it consumes.
-    const AGGREGATE_TYPE: &'static str;
-    /// Its table in the read-model schema.
-    const TABLE: &'static str;
+    const AGGREGATE_TYPE: &'static str = Self::PROJECTION.aggregate_type();
+    /// Its live table in the read-model schema.
+    const TABLE: &'static str = Self::PROJECTION.table();
 
     /// Moves the row on by `event` (`None` before the stream's first event). On error
     /// the row is as it was.
@@ -83,11 +85,7 @@ pub trait View:
 
 /// The `recorded_at` of an event's metadata.
 pub fn recorded_at(event: &WireEvent) -> Result<DateTime<Utc>, ApplyError> {
-    event.metadata["recorded_at"]
-        .as_str()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or(ApplyError::NoTime)
+    event.metadata.recorded_time().ok_or(ApplyError::NoTime)
 }
 
 fn decode<F: serde::de::DeserializeOwned>(event: &WireEvent) -> Result<F, ApplyError> {
@@ -136,9 +134,7 @@ fn hall_json(hall: &Hall) -> Value {
 }
 
 impl View for LocationRow {
-    const PROJECTION: &'static str = "locations";
-    const AGGREGATE_TYPE: &'static str = "location";
-    const TABLE: &'static str = "location_view";
+    const PROJECTION: Projection = Projection::Locations;
 
     fn apply(row: &mut Option<Self>, id: Uuid, event: &WireEvent) -> Result<(), ApplyError> {
         let at = recorded_at(event)?;
@@ -236,14 +232,46 @@ pub struct EventRow {
     pub seats_sold: i32,
     /// `capacity - seats_held - seats_sold`.
     pub seats_available: i32,
-    /// `scheduled` or `cancelled`.
-    pub status: String,
+    /// Scheduled or cancelled.
+    #[sqlx(try_from = "String")]
+    pub status: EventStatus,
     /// When it was scheduled.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
     /// The last event applied.
     pub last_sequence: i64,
+}
+
+/// Whether an event still takes place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    /// It takes place; seats are for sale.
+    Scheduled,
+    /// It was cancelled; its bookings are cancelled and refunded.
+    Cancelled,
+}
+
+impl EventStatus {
+    /// The name used in the API and the table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl TryFrom<String> for EventStatus {
+    type Error = domain::values::UnknownName;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        [Self::Scheduled, Self::Cancelled]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .ok_or(domain::values::UnknownName(name))
+    }
 }
 
 impl EventRow {
@@ -256,9 +284,7 @@ impl EventRow {
 }
 
 impl View for EventRow {
-    const PROJECTION: &'static str = "events";
-    const AGGREGATE_TYPE: &'static str = "event";
-    const TABLE: &'static str = "event_view";
+    const PROJECTION: Projection = Projection::Events;
 
     fn apply(row: &mut Option<Self>, id: Uuid, event: &WireEvent) -> Result<(), ApplyError> {
         let at = recorded_at(event)?;
@@ -279,7 +305,7 @@ impl View for EventRow {
                     seats_held: 0,
                     seats_sold: 0,
                     seats_available: capacity,
-                    status: "scheduled".into(),
+                    status: EventStatus::Scheduled,
                     created_at: at,
                     updated_at: at,
                     last_sequence: 0,
@@ -287,7 +313,7 @@ impl View for EventRow {
             }
             EventFact::EventCancelled { .. } => {
                 let row = existing(row, event)?;
-                row.status = "cancelled".into();
+                row.status = EventStatus::Cancelled;
                 row
             }
             EventFact::SeatsReserved { counts, .. }
@@ -348,7 +374,7 @@ impl View for EventRow {
         .bind(int(|r| r.seats_held))
         .bind(int(|r| r.seats_sold))
         .bind(int(|r| r.seats_available))
-        .bind(text(|r| &r.status))
+        .bind(text(|r| r.status.as_str()))
         .bind(time(|r| r.created_at))
         .bind(time(|r| r.updated_at))
         .bind(rows.iter().map(|r| r.last_sequence).collect::<Vec<_>>())
@@ -384,8 +410,9 @@ pub struct BookingRow {
     pub amount_cents: i64,
     /// Currency of the amount.
     pub currency: String,
-    /// `pending`, `confirmed`, `rejected` or `cancelled`.
-    pub status: String,
+    /// Where it stands.
+    #[sqlx(try_from = "String")]
+    pub status: BookingStatus,
     /// Why it was rejected or cancelled.
     pub reason: Option<String>,
     /// Whether the payment went back.
@@ -405,20 +432,18 @@ pub struct BookingRow {
 
 impl BookingRow {
     fn step(&mut self, status: BookingStatus, event: &WireEvent) {
-        self.status = status.as_str().to_owned();
+        self.status = status;
         if let Value::Array(history) = &mut self.history {
             history.push(serde_json::json!({
                 "status": status.as_str(),
-                "at": event.metadata["recorded_at"],
+                "at": event.metadata.recorded_at,
             }));
         }
     }
 }
 
 impl View for BookingRow {
-    const PROJECTION: &'static str = "bookings";
-    const AGGREGATE_TYPE: &'static str = "booking";
-    const TABLE: &'static str = "booking_view";
+    const PROJECTION: Projection = Projection::Bookings;
 
     fn apply(row: &mut Option<Self>, id: Uuid, event: &WireEvent) -> Result<(), ApplyError> {
         let at = recorded_at(event)?;
@@ -439,7 +464,7 @@ impl View for BookingRow {
                     seats: i32::try_from(seats).unwrap_or(i32::MAX),
                     amount_cents,
                     currency: currency.as_str().to_owned(),
-                    status: String::new(),
+                    status: BookingStatus::Pending,
                     reason: None,
                     refunded: false,
                     history: Value::Array(Vec::new()),
@@ -510,7 +535,7 @@ impl View for BookingRow {
         .bind(rows.iter().map(|r| r.seats).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.amount_cents).collect::<Vec<_>>())
         .bind(text(|r| &r.currency))
-        .bind(text(|r| &r.status))
+        .bind(text(|r| r.status.as_str()))
         .bind(rows.iter().map(|r| r.reason.as_deref()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.refunded).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| &r.history).collect::<Vec<_>>())
@@ -543,9 +568,7 @@ pub struct UserRow {
 }
 
 impl View for UserRow {
-    const PROJECTION: &'static str = "users";
-    const AGGREGATE_TYPE: &'static str = "user";
-    const TABLE: &'static str = "user_view";
+    const PROJECTION: Projection = Projection::Users;
 
     fn apply(row: &mut Option<Self>, id: Uuid, event: &WireEvent) -> Result<(), ApplyError> {
         let at = recorded_at(event)?;
@@ -599,6 +622,7 @@ mod tests {
     use super::*;
     use cqrs_es::DomainEvent;
     use domain::booking::Reason;
+    use domain::metadata::EventMetadata;
     use domain::values::Currency;
     use serde_json::json;
 
@@ -611,7 +635,10 @@ mod tests {
             event_type: fact.event_type(),
             event_version: fact.event_version(),
             payload: serde_json::to_value(&fact).unwrap(),
-            metadata: json!({ "recorded_at": at }),
+            metadata: EventMetadata {
+                recorded_at: Some(at.to_owned()),
+                ..EventMetadata::default()
+            },
         }
     }
 
@@ -652,7 +679,7 @@ mod tests {
         }
         let row = row.unwrap();
 
-        assert_eq!(row.status, "cancelled");
+        assert_eq!(row.status, BookingStatus::Cancelled);
         assert_eq!(row.reason.as_deref(), Some("cancelled_by_user"));
         assert!(row.refunded);
         assert_eq!(row.last_sequence, 4);
@@ -686,7 +713,7 @@ mod tests {
     #[test]
     fn an_event_without_a_time_is_refused() {
         let mut event = wire(1, requested(), "x");
-        event.metadata = json!({});
+        event.metadata = EventMetadata::default();
         assert!(matches!(
             BookingRow::apply(&mut None, Uuid::nil(), &event),
             Err(ApplyError::NoTime)
