@@ -9,11 +9,16 @@
 # price: functions cannot set variables for their caller (none needs to).
 #
 # Local infrastructure (all bound to 127.0.0.1 only):
-#   Postgres 15, a private cluster in $STATE_DIR/$PG_NAME   port $PG_PORT (55432; the
-#     tests use another one, pg-test on 55434, so that their throw-away logins can never
+#   Postgres 15, a private cluster in $STATE_DIR/$PG_NAME   port $PG_PORT (25432; the
+#     tests use another one, pg-test on 25434, so that their throw-away logins can never
 #     reach the databases of a running stack)
-#   tansu, a Kafka-compatible broker, in memory        port $KAFKA_PORT (59092)
+#   tansu, a Kafka-compatible broker, in memory        port $KAFKA_PORT (29092)
 # Everything it writes goes under $STATE_DIR (default: <repo>/.local, git-ignored).
+#
+# Fixed ports stay below the kernel's ephemeral range (32768-60999 here, see
+# /proc/sys/net/ipv4/ip_local_port_range): an outgoing connection, or a test that
+# binds port 0, can be given any port in that range, and a listener then cannot bind
+# it (a CI run lost its fuzz broker that way, with the port taken by a client socket).
 
 # Strict mode for the scripts that source this file; not in an interactive
 # shell, where `set -e` would close the terminal on the first failing command.
@@ -23,9 +28,9 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 STATE_DIR="${BOXOFFICE_STATE_DIR:-$REPO/.local}"
 # pg_ctl and the services run from other directories: keep the path absolute.
 [[ $STATE_DIR == /* ]] || STATE_DIR="$PWD/$STATE_DIR"
-PG_PORT="${PG_PORT:-${BOXOFFICE_PG_PORT:-55432}}"
+PG_PORT="${PG_PORT:-${BOXOFFICE_PG_PORT:-25432}}"
 PG_NAME="${PG_NAME:-pg}"
-KAFKA_PORT="${BOXOFFICE_KAFKA_PORT:-59092}"
+KAFKA_PORT="${BOXOFFICE_KAFKA_PORT:-29092}"
 KAFKA_TOPIC_DEFAULT="boxoffice.events"
 
 # cargo-installed tools (tansu, cargo-nextest) live here.
