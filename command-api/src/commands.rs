@@ -21,7 +21,7 @@ use cqrs_es::Aggregate;
 use domain::metadata::{EventMetadata, TraceParent};
 use domain::{DomainError, ErrorKind};
 use platform::auth::User;
-use platform::http::{ApiError, IdempotencyKey};
+use platform::http::{ApiError, ErrorCode, IdempotencyKey};
 use rand::Rng;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -191,7 +191,7 @@ where
             }
             Err(ExecuteError::Domain(err)) => {
                 let refusal = refusal(&err);
-                tracing::info!(code = refusal.code(), "command refused");
+                tracing::info!(code = %refusal.code(), "command refused");
                 return match remember_refusal::<A>(app, s, &refusal).await {
                     Ok(Some(replayed)) => ("replayed", replayed),
                     Ok(None) => ("refused", refusal.into_response()),
@@ -230,7 +230,7 @@ where
     (
         "conflict",
         ApiError::conflict(
-            "concurrency_conflict",
+            ErrorCode::ConcurrencyConflict,
             "the resource changed concurrently too often; try again",
         )
         .into_response(),
@@ -314,7 +314,7 @@ async fn replay<A: Aggregate>(
     };
     if record.fingerprint != app.fingerprints.keyed(s.fingerprint) {
         return Err(ApiError::unprocessable(
-            "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyReused,
             "this Idempotency-Key was used for a different request",
         ));
     }

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use platform::auth::User;
-use platform::http::ApiError;
+use platform::http::{ApiError, ErrorCode};
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -83,7 +83,7 @@ fn rate_limited(wait: Duration) -> Response {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
+        ErrorCode::RateLimited,
         "too many commands from this customer; try again after Retry-After seconds",
     )
     .retry_after(seconds.max(1))

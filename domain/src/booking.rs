@@ -15,7 +15,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::error::{DomainError, ErrorKind};
+use crate::error::{DomainError, ErrorKind, RefusalCode};
 use crate::personal::SealedContact;
 use crate::values::{Currency, Seats};
 use crate::FACT_VERSION;
@@ -335,17 +335,17 @@ impl DomainError for BookingError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> RefusalCode {
         match self {
-            Self::NotFound | Self::EventNotFound | Self::NotOwner => "not_found",
-            Self::AlreadyExists => "already_exists",
-            Self::EventCancelled => "event_cancelled",
-            Self::EventStarted => "event_started",
-            Self::NotConfirmed(_) => "booking_not_confirmed",
-            Self::AlreadyCancelled => "already_cancelled",
-            Self::NotPending(_) => "booking_not_pending",
-            Self::NotCancelled(_) => "booking_not_cancelled",
-            Self::TooManyHeldSeats { .. } => "too_many_held_seats",
+            Self::NotFound | Self::EventNotFound | Self::NotOwner => RefusalCode::NotFound,
+            Self::AlreadyExists => RefusalCode::AlreadyExists,
+            Self::EventCancelled => RefusalCode::EventCancelled,
+            Self::EventStarted => RefusalCode::EventStarted,
+            Self::NotConfirmed(_) => RefusalCode::BookingNotConfirmed,
+            Self::AlreadyCancelled => RefusalCode::AlreadyCancelled,
+            Self::NotPending(_) => RefusalCode::BookingNotPending,
+            Self::NotCancelled(_) => RefusalCode::BookingNotCancelled,
+            Self::TooManyHeldSeats { .. } => RefusalCode::TooManyHeldSeats,
         }
     }
 }

@@ -23,7 +23,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::error::{DomainError, ErrorKind};
+use crate::error::{DomainError, ErrorKind, RefusalCode};
 use crate::location::Hall;
 use crate::values::{Capacity, Currency, Name, PriceCents, Seats};
 use crate::FACT_VERSION;
@@ -343,20 +343,20 @@ impl DomainError for EventError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> RefusalCode {
         match self {
-            Self::NotFound => "not_found",
-            Self::AlreadyExists => "already_exists",
-            Self::UnknownLocation => "unknown_location",
-            Self::UnknownHall(_) => "unknown_hall",
-            Self::CapacityExceedsHall { .. } => "capacity_exceeds_hall",
-            Self::EndsBeforeStart => "ends_before_start",
-            Self::StartsInPast => "starts_in_past",
-            Self::AlreadyCancelled => "already_cancelled",
-            Self::AlreadyEnded => "event_ended",
-            Self::NotHeld(_) => "seats_not_held",
-            Self::SeatsRefused(RefusalReason::SoldOut) => "sold_out",
-            Self::SeatsRefused(RefusalReason::EventCancelled) => "event_cancelled",
+            Self::NotFound => RefusalCode::NotFound,
+            Self::AlreadyExists => RefusalCode::AlreadyExists,
+            Self::UnknownLocation => RefusalCode::UnknownLocation,
+            Self::UnknownHall(_) => RefusalCode::UnknownHall,
+            Self::CapacityExceedsHall { .. } => RefusalCode::CapacityExceedsHall,
+            Self::EndsBeforeStart => RefusalCode::EndsBeforeStart,
+            Self::StartsInPast => RefusalCode::StartsInPast,
+            Self::AlreadyCancelled => RefusalCode::AlreadyCancelled,
+            Self::AlreadyEnded => RefusalCode::EventEnded,
+            Self::NotHeld(_) => RefusalCode::SeatsNotHeld,
+            Self::SeatsRefused(RefusalReason::SoldOut) => RefusalCode::SoldOut,
+            Self::SeatsRefused(RefusalReason::EventCancelled) => RefusalCode::EventCancelled,
         }
     }
 }

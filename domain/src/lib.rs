@@ -35,7 +35,7 @@ pub mod upcast;
 pub mod user;
 pub mod values;
 
-pub use error::{DomainError, ErrorKind};
+pub use error::{DomainError, ErrorKind, RefusalCode};
 
 /// The version written with every fact of this crate. Bump it for a fact whose shape
 /// changes, and register an upcaster for the old version where the store is read.

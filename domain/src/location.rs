@@ -8,7 +8,7 @@
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{DomainError, ErrorKind};
+use crate::error::{DomainError, ErrorKind, RefusalCode};
 use crate::values::{Capacity, Name};
 use crate::FACT_VERSION;
 
@@ -128,12 +128,12 @@ impl DomainError for LocationError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> RefusalCode {
         match self {
-            Self::NotFound => "not_found",
-            Self::AlreadyExists => "already_exists",
-            Self::DuplicateHall(_) => "duplicate_hall",
-            Self::HallExists(_) => "hall_exists",
+            Self::NotFound => RefusalCode::NotFound,
+            Self::AlreadyExists => RefusalCode::AlreadyExists,
+            Self::DuplicateHall(_) => RefusalCode::DuplicateHall,
+            Self::HallExists(_) => RefusalCode::HallExists,
         }
     }
 }
@@ -317,7 +317,10 @@ mod tests {
     #[test]
     fn refusals_map_to_kinds_and_codes() {
         assert_eq!(LocationError::NotFound.kind(), ErrorKind::NotFound);
-        assert_eq!(LocationError::HallExists("x".into()).code(), "hall_exists");
+        assert_eq!(
+            LocationError::HallExists("x".into()).code().as_str(),
+            "hall_exists"
+        );
         assert_eq!(
             LocationError::DuplicateHall("x".into()).kind(),
             ErrorKind::Invalid

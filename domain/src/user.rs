@@ -11,7 +11,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::error::{DomainError, ErrorKind};
+use crate::error::{DomainError, ErrorKind, RefusalCode};
 use crate::FACT_VERSION;
 
 /// The namespace of user stream ids (a UUID v5 of the user id).
@@ -68,7 +68,7 @@ impl DomainError for UserError {
         match *self {}
     }
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> RefusalCode {
         match *self {}
     }
 }

@@ -24,7 +24,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use platform::http::ApiError;
+use platform::http::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
@@ -135,7 +135,7 @@ pub async fn inject(State(app): State<AppState>, request: Request, next: Next) -
     match app.faults.get().mode {
         Mode::Normal => next.run(request).await,
         Mode::Unavailable => ApiError::unavailable(
-            "service_unavailable",
+            ErrorCode::ServiceUnavailable,
             "the payment gateway is unavailable (simulated); retry later",
             1,
         )

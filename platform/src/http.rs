@@ -10,7 +10,6 @@
 //! - [`PathId`]: a UUID path segment; anything else is a 404, as an unknown id is.
 //! - [`health_router`]: `/health/live` and `/health/ready`.
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,6 +24,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
+
+pub use crate::error_code::ErrorCode;
 
 /// The body of a command that needs no fields: `{}`. Any JSON object is taken (its
 /// fields are ignored); anything else (an array, a number) is 422, as for any body that
@@ -60,7 +61,7 @@ fn transient(cause: &dyn std::any::Any) -> bool {
 #[derive(Debug, Clone)]
 pub struct ApiError {
     status: StatusCode,
-    code: Cow<'static, str>,
+    code: ErrorCode,
     message: String,
     details: Option<Value>,
     retry_after_secs: Option<u64>,
@@ -68,11 +69,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with any status and code.
-    pub fn new(
-        status: StatusCode,
-        code: impl Into<Cow<'static, str>>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(status: StatusCode, code: impl Into<ErrorCode>, message: impl Into<String>) -> Self {
         Self {
             status,
             code: code.into(),
@@ -83,7 +80,7 @@ impl ApiError {
     }
 
     /// 400 with a code.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
@@ -95,41 +92,40 @@ impl ApiError {
 
     /// 401 `unauthorized`.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
     }
 
     /// 403 `forbidden`.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
     }
 
     /// 404 `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
     /// 409 with a code.
-    pub fn conflict(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+    pub fn conflict(code: impl Into<ErrorCode>, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
     /// 422 with a code.
-    pub fn unprocessable(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+    pub fn unprocessable(code: impl Into<ErrorCode>, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
     /// 422 `validation_failed` with one `details` entry per field problem.
     pub fn validation(details: impl serde::Serialize) -> Self {
-        Self::unprocessable("validation_failed", "the request does not pass validation")
-            .with_details(serde_json::to_value(details).unwrap_or(Value::Null))
+        Self::unprocessable(
+            ErrorCode::ValidationFailed,
+            "the request does not pass validation",
+        )
+        .with_details(serde_json::to_value(details).unwrap_or(Value::Null))
     }
 
     /// 503 with a code and a `Retry-After`.
-    pub fn unavailable(
-        code: &'static str,
-        message: impl Into<String>,
-        retry_after_secs: u64,
-    ) -> Self {
+    pub fn unavailable(code: ErrorCode, message: impl Into<String>, retry_after_secs: u64) -> Self {
         let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
         err.retry_after_secs = Some(retry_after_secs);
         err
@@ -147,7 +143,7 @@ impl ApiError {
         tracing::error!(cause = %cause, "request failed unexpectedly");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
+            ErrorCode::InternalError,
             "something went wrong on our side; it was logged",
         )
     }
@@ -157,7 +153,7 @@ impl ApiError {
     /// with the same `Idempotency-Key` to be sure it is recorded once.
     pub fn database_unavailable() -> Self {
         Self::unavailable(
-            "unavailable",
+            ErrorCode::Unavailable,
             "the database is unavailable for a moment; try again shortly",
             1,
         )
@@ -175,8 +171,8 @@ impl ApiError {
     }
 
     /// The error code.
-    pub fn code(&self) -> &str {
-        &self.code
+    pub fn code(&self) -> ErrorCode {
+        self.code
     }
 
     /// The envelope, as sent.
@@ -243,7 +239,7 @@ pub async fn route_not_found() -> ApiError {
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this route does not take that method",
     )
 }
@@ -271,7 +267,7 @@ where
         if !is_json(req.headers().get(header::CONTENT_TYPE)) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "send the body as Content-Type: application/json",
             ));
         }
@@ -280,7 +276,7 @@ where
         let too_large = || {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!("the body must be at most {MAX_BODY_BYTES} bytes"),
             )
         };
@@ -300,16 +296,16 @@ where
                 } else if crate::server::is_body_timeout(&err) {
                     ApiError::new(
                         crate::server::BODY_TIMEOUT,
-                        "body_timeout",
+                        ErrorCode::BodyTimeout,
                         "the body did not arrive in time",
                     )
                 } else {
-                    ApiError::bad_request("unreadable_body", "the body could not be read")
+                    ApiError::bad_request(ErrorCode::UnreadableBody, "the body could not be read")
                 }
             })?;
         let json: Value = serde_json::from_slice(&bytes).map_err(|err| {
             ApiError::bad_request(
-                "malformed_json",
+                ErrorCode::MalformedJson,
                 format!("the body is not valid JSON: {err}"),
             )
         })?;
@@ -494,7 +490,7 @@ impl IdempotencyKey {
             .map(|k| Self(Some(k.to_owned())))
             .ok_or_else(|| {
                 ApiError::bad_request(
-                    "invalid_idempotency_key",
+                    ErrorCode::InvalidIdempotencyKey,
                     "Idempotency-Key must be 1 to 200 visible ASCII characters",
                 )
             })

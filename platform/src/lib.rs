@@ -16,6 +16,7 @@ pub mod auth;
 pub mod cloudevents;
 pub mod config;
 pub mod db;
+pub mod error_code;
 pub mod http;
 pub mod kafka;
 pub mod metrics;

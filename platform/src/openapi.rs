@@ -23,6 +23,8 @@ use utoipa::openapi::{
 };
 use utoipa::{PartialSchema, ToSchema};
 
+use crate::http::ErrorCode;
+
 /// The name of the bearer security scheme in the documents.
 pub const BEARER: &str = "bearer";
 
@@ -39,7 +41,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, snake_case: what a client branches on (`validation_failed`,
     /// `not_found`, `sold_out`, `rate_limited`, `overloaded`, ...).
-    pub code: String,
+    pub code: ErrorCode,
     /// For people; may change.
     pub message: String,
     /// For 422 `validation_failed`: one `{"field", "message"}` per problem.
@@ -369,8 +371,12 @@ mod tests {
         let errors = [
             ApiError::not_found("no such event"),
             ApiError::validation(serde_json::json!([{"field": "seats", "message": "1..=10"}])),
-            ApiError::unavailable("overloaded", "too many", 1),
-            ApiError::new(StatusCode::CONFLICT, "sold_out", "sold out"),
+            ApiError::unavailable(ErrorCode::Overloaded, "too many", 1),
+            ApiError::new(
+                StatusCode::CONFLICT,
+                domain::RefusalCode::SoldOut,
+                "sold out",
+            ),
         ];
         for err in errors {
             let body: ErrorBody = serde_json::from_value(err.body()).expect("an envelope");

@@ -37,7 +37,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::parse_or;
-use crate::http::ApiError;
+use crate::http::{ApiError, ErrorCode};
 
 /// The bounds of a service's HTTP server.
 #[derive(Debug, Clone)]
@@ -118,7 +118,7 @@ pub fn limit<S: Clone + Send + Sync + 'static>(
                 match tokio::time::timeout(budget, next.run(req)).await {
                     Ok(response) => response,
                     Err(_) => ApiError::unavailable(
-                        "request_timeout",
+                        ErrorCode::RequestTimeout,
                         format!("the request took longer than {} ms", budget.as_millis()),
                         1,
                     )
@@ -148,7 +148,7 @@ fn asked_wait(req: &Request) -> Duration {
 /// 503 `overloaded`: too many requests at once.
 pub fn overloaded() -> Response {
     let mut response = ApiError::unavailable(
-        "overloaded",
+        ErrorCode::Overloaded,
         "too many requests at once; try again shortly",
         1,
     )

@@ -13,7 +13,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use domain::consistency::ConsistencyToken;
 use platform::auth::User;
-use platform::http::ApiError;
+use platform::http::{ApiError, ErrorCode};
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -96,7 +96,7 @@ impl FromRequestParts<AppState> for Requested {
                 .map(|ms| Duration::from_millis(ms).min(MAX_TIMEOUT))
                 .ok_or_else(|| {
                     ApiError::bad_request(
-                        "invalid_consistency_timeout",
+                        ErrorCode::InvalidConsistencyTimeout,
                         "X-Consistency-Timeout-Ms must be a number of milliseconds",
                     )
                 })?,
@@ -144,7 +144,7 @@ const USERS: &str = <read_model::views::UserRow as read_model::views::View>::TAB
 
 fn invalid() -> ApiError {
     ApiError::bad_request(
-        "invalid_consistency_token",
+        ErrorCode::InvalidConsistencyToken,
         "X-Consistency-Token must be a token from the answer to one of your commands",
     )
 }
@@ -179,7 +179,7 @@ async fn wait(state: &AppState, token: &Token, timeout: Duration) -> Result<(), 
         .metrics
         .observe_wait(Wait::TimedOut, started.elapsed());
     Err(ApiError::unavailable(
-        "not_caught_up",
+        ErrorCode::NotCaughtUp,
         "the read models do not include that write yet; try again",
         1,
     ))

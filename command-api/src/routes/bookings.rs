@@ -17,7 +17,7 @@ use domain::booking::{
 use domain::personal::Contact;
 use domain::values::{CardToken, Problems, Seats};
 use platform::auth::User;
-use platform::http::{ApiError, JsonBody, PathId};
+use platform::http::{ApiError, ErrorCode, JsonBody, PathId};
 use platform::personal;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -167,7 +167,7 @@ async fn tokenize(
         Err(GatewayError::Unavailable(cause)) => {
             tracing::warn!(correlation_id = %context.correlation_id, %cause, "cannot reach the payment gateway for a booking");
             Err(ApiError::unavailable(
-                "payment_unavailable",
+                ErrorCode::PaymentUnavailable,
                 "payments cannot be taken right now; try again shortly",
                 1,
             ))
@@ -181,7 +181,7 @@ async fn tokenize(
             // Not the client's fault (our key, our URL): logged, and told as an outage.
             tracing::error!(correlation_id = %context.correlation_id, cause = %refused, "the payment gateway refused to tokenize a card");
             Err(ApiError::unavailable(
-                "payment_unavailable",
+                ErrorCode::PaymentUnavailable,
                 "payments cannot be taken right now; try again shortly",
                 5,
             ))

@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use platform::http::{ApiError, IdempotencyKey, JsonBody, MAX_BODY_BYTES};
+use platform::http::{ApiError, ErrorCode, IdempotencyKey, JsonBody, MAX_BODY_BYTES};
 use serde_json::{Map, Value};
 
 /// The `Idempotency-Key` header, which creating an intent requires: 400
@@ -20,7 +20,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequiredKey {
         match IdempotencyKey::from_headers(&parts.headers)? {
             IdempotencyKey(Some(key)) => Ok(Self(key)),
             IdempotencyKey(None) => Err(ApiError::bad_request(
-                "idempotency_key_required",
+                ErrorCode::IdempotencyKeyRequired,
                 "creating a payment intent needs an Idempotency-Key header",
             )),
         }
@@ -80,7 +80,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PathKey {
             .map(|Path(key)| Self(key))
             .ok_or_else(|| {
                 ApiError::bad_request(
-                    "invalid_idempotency_key",
+                    ErrorCode::InvalidIdempotencyKey,
                     "an Idempotency-Key is 1 to 200 visible ASCII characters (percent-encoded \
                      in the path)",
                 )
@@ -101,7 +101,7 @@ impl<S: Send + Sync> FromRequest<S> for ActionBody {
         let too_large = || {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!("the body must be at most {MAX_BODY_BYTES} bytes"),
             )
         };
@@ -120,7 +120,7 @@ impl<S: Send + Sync> FromRequest<S> for ActionBody {
                 if is_length_limit(&err) {
                     too_large()
                 } else {
-                    ApiError::bad_request("unreadable_body", "the body could not be read")
+                    ApiError::bad_request(ErrorCode::UnreadableBody, "the body could not be read")
                 }
             })?;
         if bytes.is_empty() {

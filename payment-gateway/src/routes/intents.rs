@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use platform::http::{ApiError, JsonBody, QueryParams};
+use platform::http::{ApiError, ErrorCode, JsonBody, QueryParams};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tracing::instrument;
@@ -71,9 +71,10 @@ impl From<IntentError> for ApiError {
             }
             IntentError::UnexpectedState { intent, .. } => {
                 let details = json!({ "payment_intent": render(&intent) });
-                ApiError::conflict("payment_intent_unexpected_state", message).with_details(details)
+                ApiError::conflict(ErrorCode::PaymentIntentUnexpectedState, message)
+                    .with_details(details)
             }
-            IntentError::KeyReused => ApiError::conflict("idempotency_key_reused", message),
+            IntentError::KeyReused => ApiError::conflict(ErrorCode::IdempotencyKeyReused, message),
             IntentError::NoSuchPaymentMethod => ApiError::validation(json!([{
                 "field": "payment_method",
                 "message": message,

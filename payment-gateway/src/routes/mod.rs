@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chrono::{DateTime, SecondsFormat, Utc};
 use platform::http::{
-    health_router, method_not_allowed, route_not_found, ApiError, ReadinessCheck,
+    health_router, method_not_allowed, route_not_found, ApiError, ErrorCode, ReadinessCheck,
 };
 use platform::metrics::metrics_router;
 use platform::server::ServerLimits;
@@ -74,7 +74,7 @@ fn time(t: DateTime<Utc>) -> String {
 pub(crate) fn missing(message: impl Into<String>) -> ApiError {
     ApiError::new(
         axum::http::StatusCode::NOT_FOUND,
-        "resource_missing",
+        ErrorCode::ResourceMissing,
         message,
     )
 }

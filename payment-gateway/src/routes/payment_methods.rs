@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use platform::http::{ApiError, IdempotencyKey, JsonBody};
+use platform::http::{ApiError, ErrorCode, IdempotencyKey, JsonBody};
 use serde_json::{json, Value};
 use tracing::instrument;
 
@@ -41,7 +41,7 @@ impl From<MethodError> for ApiError {
         let message = err.to_string();
         match err {
             MethodError::NotFound => crate::routes::missing(message),
-            MethodError::KeyReused => ApiError::conflict("idempotency_key_reused", message),
+            MethodError::KeyReused => ApiError::conflict(ErrorCode::IdempotencyKeyReused, message),
             MethodError::Unexpected(cause) => ApiError::unexpected(cause),
         }
     }

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use platform::auth::Admin;
-use platform::http::{ApiError, IdempotencyKey, JsonBody};
+use platform::http::{ApiError, ErrorCode, IdempotencyKey, JsonBody};
 use read_model::rebuild::{self, RebuildError, RequestKey};
 use read_model::status;
 
@@ -75,7 +75,7 @@ pub(crate) async fn rebuild(
         )),
         Err(err @ RebuildError::Unknown(_)) => Err(ApiError::not_found(err.to_string())),
         Err(err @ RebuildError::KeyReused) => Err(ApiError::unprocessable(
-            "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyReused,
             err.to_string(),
         )),
         Err(err) => Err(ApiError::unexpected(err)),
