@@ -59,7 +59,7 @@ pub struct Args {
     #[arg(long, default_value_t = 6)]
     rounds: usize,
     /// The stack's database; the scratch database is created on the same server.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
 }
 

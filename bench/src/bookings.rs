@@ -31,10 +31,10 @@ pub struct Args {
     #[arg(long, env = "COMMAND_API_ADDR", default_value = "127.0.0.1:8080")]
     command_api: String,
     /// The event store's database (the baseline table is created and dropped there).
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
     /// The secret the stack signs tokens with.
-    #[arg(long, env = "BOXOFFICE_JWT_SECRET")]
+    #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
     jwt_secret: String,
     /// Also measure customers whose tokens carry contact data (`name`, `email`), which
     /// each booking seals under its user's key: a second run, after the first has

@@ -39,7 +39,7 @@ pub struct Args {
     minutes: u64,
     /// A database URL of the stack's Postgres server, as a user who may create
     /// databases (`.local/env`'s `DATABASE_URL`): the drill makes a scratch database.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
     /// Concurrent customers' clients.
     #[arg(long, default_value_t = 8)]

@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     kafka_brokers: String,
     /// The secret the stack signs tokens with.
-    #[arg(long, env = "BOXOFFICE_JWT_SECRET")]
+    #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
     jwt_secret: String,
 }
 

@@ -39,7 +39,7 @@ pub struct Args {
     #[arg(long, env = "QUERY_API_ADDR", default_value = "127.0.0.1:8081")]
     query_api: String,
     /// The secret the stack signs tokens with.
-    #[arg(long, env = "BOXOFFICE_JWT_SECRET")]
+    #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
     jwt_secret: String,
 }
 

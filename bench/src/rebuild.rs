@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long, default_value_t = 100_000)]
     events: i64,
     /// The stack's database; the scratch database is created on the same server.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
 }
 

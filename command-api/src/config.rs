@@ -1,12 +1,16 @@
-//! command-api configuration, from the environment (see `.env.example`).
+//! command-api configuration: [`Settings`], each an option with its environment
+//! variable (see `command-api --help` and `.env.example`), become a [`Config`].
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use platform::auth::JwtRules;
-use platform::config::{parse_or, required, var_or};
-use platform::kafka::TopicSpec;
-use platform::server::ServerLimits;
+use anyhow::anyhow;
+use clap::ArgAction;
+use platform::auth::{JwtRules, JwtSettings};
+use platform::config::{empty_is_unset, first_set, required, set};
+use platform::kafka::{KafkaSettings, TopicSpec};
+use platform::server::{HttpSettings, ServerLimits};
+use platform::telemetry::LogSettings;
 
 /// Everything command-api reads from its environment.
 #[derive(Clone)]
@@ -215,78 +219,301 @@ impl Config {
     /// Reads the environment (see `.env.example`; unset variables keep the defaults of
     /// [`Config::new`]); errors name the variable at fault.
     pub fn from_env() -> anyhow::Result<Self> {
-        let d = Self::new(
-            &required("DATABASE_URL")?,
-            &required("BOXOFFICE_JWT_SECRET")?,
-        );
-        let millis = |name: &str, default: Duration| -> anyhow::Result<Duration> {
-            let default = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
-            Ok(Duration::from_millis(parse_or(name, default)?))
-        };
+        platform::config::from_env::<Settings>("command-api")?.try_into()
+    }
+}
+
+/// Everything command-api reads, each an option with its environment variable:
+/// `command-api --help` lists them with their defaults (see also `.env.example`).
+#[derive(Clone, clap::Args)]
+#[command(next_help_heading = "Service")]
+pub struct Settings {
+    /// The event store (required), as command-api's own database user. Hidden here:
+    /// it holds a password.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = empty_is_unset::<String>())]
+    pub database_url: Option<String>,
+    /// For `migrate`: the event store as the owner of its tables; defaults to
+    /// DATABASE_URL. Hidden here: it holds a password.
+    #[arg(long, env = "MIGRATION_DATABASE_URL", hide_env_values = true, value_parser = empty_is_unset::<String>())]
+    pub migration_database_url: Option<String>,
+    /// The event store's pool size.
+    #[arg(long, env = "BOXOFFICE_DB_MAX_CONNECTIONS", default_value_t = 32, value_parser = empty_is_unset::<u32>())]
+    pub db_max_connections: u32,
+    /// Append statements in flight at once; appends arriving while all are busy share
+    /// the next statement (group commit across aggregates).
+    #[arg(long, env = "BOXOFFICE_APPEND_WRITERS", default_value_t = 2, value_parser = empty_is_unset::<usize>())]
+    pub append_writers: usize,
+    /// Appends that may wait for a writer; more are answered 503 overloaded.
+    #[arg(long, env = "BOXOFFICE_APPEND_QUEUE", default_value_t = 4096, value_parser = empty_is_unset::<usize>())]
+    pub append_queue: usize,
+    /// How long an Idempotency-Key is remembered, in hours.
+    #[arg(long, env = "BOXOFFICE_IDEMPOTENCY_TTL_HOURS", default_value_t = 24, value_parser = empty_is_unset::<u64>())]
+    pub idempotency_ttl_hours: u64,
+    /// Where command-api listens.
+    #[arg(long, env = "COMMAND_API_ADDR", default_value = "127.0.0.1:8080", value_parser = empty_is_unset::<SocketAddr>())]
+    pub command_api_addr: SocketAddr,
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
+    #[command(flatten)]
+    pub jwt: JwtSettings,
+    #[command(flatten)]
+    pub http: HttpSettings,
+    #[command(flatten)]
+    pub relay: RelaySettings,
+    #[command(flatten)]
+    pub saga: SagaSettings,
+    #[command(flatten)]
+    pub fairness: FairnessSettings,
+    #[command(flatten)]
+    pub payment: PaymentSettings,
+    #[command(flatten)]
+    pub log: LogSettings,
+}
+
+impl Settings {
+    /// The URL `migrate` applies the event store's migrations with:
+    /// `MIGRATION_DATABASE_URL`, else `DATABASE_URL`.
+    pub fn migration_url(&self) -> anyhow::Result<String> {
+        first_set(&[
+            ("MIGRATION_DATABASE_URL", &self.migration_database_url),
+            ("DATABASE_URL", &self.database_url),
+        ])
+    }
+}
+
+/// The outbox relay's settings.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Outbox relay")]
+pub struct RelaySettings {
+    /// Run the outbox relay (`true` or `false`). Every replica may run one; only the
+    /// leader publishes.
+    #[arg(long, env = "BOXOFFICE_RELAY_ENABLED", default_value_t = true, action = ArgAction::Set, value_parser = empty_is_unset::<bool>())]
+    pub relay_enabled: bool,
+    /// Rows published per batch.
+    #[arg(long, env = "BOXOFFICE_RELAY_BATCH", default_value_t = 500, value_parser = empty_is_unset::<i64>())]
+    pub relay_batch: i64,
+    /// The polling fallback when no notification arrives, in milliseconds.
+    #[arg(long, env = "BOXOFFICE_RELAY_POLL_MS", default_value_t = 1000, value_parser = empty_is_unset::<u64>())]
+    pub relay_poll_ms: u64,
+    /// After a batch that was not full, how long rows gather before the next one, in
+    /// milliseconds (fewer, fuller batches; the first event after a quiet spell is not
+    /// delayed).
+    #[arg(long, env = "BOXOFFICE_RELAY_LINGER_MS", default_value_t = 10, value_parser = empty_is_unset::<u64>())]
+    pub relay_linger_ms: u64,
+}
+
+/// The sagas' settings.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Sagas")]
+pub struct SagaSettings {
+    /// Run the saga worker (`true` or `false`). Every replica may; they share the work.
+    #[arg(long, env = "BOXOFFICE_SAGAS_ENABLED", default_value_t = true, action = ArgAction::Set, value_parser = empty_is_unset::<bool>())]
+    pub sagas_enabled: bool,
+    /// How long seats stay held for a payment that does not answer, in seconds
+    /// (fractions allowed).
+    #[arg(long, env = "BOXOFFICE_HOLD_TTL_SECS", default_value_t = 600.0, value_parser = empty_is_unset::<f64>())]
+    pub hold_ttl_secs: f64,
+    /// Sagas carried on at once per process.
+    #[arg(long, env = "BOXOFFICE_SAGA_CONCURRENCY", default_value_t = 64, value_parser = empty_is_unset::<usize>())]
+    pub saga_concurrency: usize,
+    /// After how many failures in a row of the same kind a saga is parked, until an
+    /// operator retries it (0: never).
+    #[arg(long, env = "BOXOFFICE_SAGA_PARK_AFTER", default_value_t = 10, value_parser = empty_is_unset::<u32>())]
+    pub saga_park_after: u32,
+}
+
+/// Fairness between customers (admins are not limited).
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Fairness")]
+pub struct FairnessSettings {
+    /// Seats one customer may hold of an event at once, in bookings not yet paid (0: no
+    /// cap; more is 409 too_many_held_seats).
+    #[arg(long, env = "BOXOFFICE_MAX_HELD_SEATS_PER_USER", default_value_t = 10, value_parser = empty_is_unset::<u32>())]
+    pub max_held_seats_per_user: u32,
+    /// Commands a customer may send per second, sustained (0: no limit; more is 429
+    /// rate_limited).
+    #[arg(long, env = "BOXOFFICE_COMMANDS_PER_USER_PER_SEC", default_value_t = 5, value_parser = empty_is_unset::<u32>())]
+    pub commands_per_user_per_sec: u32,
+    /// Commands a customer may send at once after a quiet spell.
+    #[arg(long, env = "BOXOFFICE_COMMANDS_BURST", default_value_t = 20, value_parser = empty_is_unset::<u32>())]
+    pub commands_burst: u32,
+}
+
+/// The payment gateway's client and the reconciliation sweep.
+#[derive(Clone, clap::Args)]
+#[command(next_help_heading = "Payment gateway")]
+pub struct PaymentSettings {
+    /// Where the payment gateway is.
+    #[arg(long, env = "PAYMENT_GATEWAY_URL", default_value = "http://127.0.0.1:8083", value_parser = empty_is_unset::<String>())]
+    pub payment_gateway_url: String,
+    /// The gateway's secret key, sent as a bearer token (leave unset when the gateway
+    /// has none). Hidden here, never logged.
+    #[arg(long, env = "PAYMENT_GATEWAY_KEY", hide_env_values = true, value_parser = empty_is_unset::<String>())]
+    pub payment_gateway_key: Option<String>,
+    /// How long one attempt of a call may take, in milliseconds.
+    #[arg(long, env = "PAYMENT_TIMEOUT_MS", default_value_t = 2000, value_parser = empty_is_unset::<u64>())]
+    pub payment_timeout_ms: u64,
+    /// Retries of a call that failed for a reason that may pass (not reached, timed
+    /// out, 5xx).
+    #[arg(long, env = "PAYMENT_RETRIES", default_value_t = 2, value_parser = empty_is_unset::<u32>())]
+    pub payment_retries: u32,
+    /// Failures in a row that open the circuit breaker.
+    #[arg(long, env = "PAYMENT_CIRCUIT_FAILURES", default_value_t = 5, value_parser = empty_is_unset::<u32>())]
+    pub payment_circuit_failures: u32,
+    /// How long an open circuit holds calls back before one probe goes through, in
+    /// milliseconds.
+    #[arg(long, env = "PAYMENT_CIRCUIT_OPEN_MS", default_value_t = 5000, value_parser = empty_is_unset::<u64>())]
+    pub payment_circuit_open_ms: u64,
+    /// How often the gateway's authorized payments are checked against the bookings,
+    /// in seconds (0: never).
+    #[arg(long, env = "BOXOFFICE_RECONCILE_EVERY_SECS", default_value_t = 60, value_parser = empty_is_unset::<u64>())]
+    pub reconcile_every_secs: u64,
+    /// How old a payment must be, in seconds, for the sweep to check it (younger ones
+    /// are left to their sagas).
+    #[arg(long, env = "BOXOFFICE_RECONCILE_AFTER_SECS", default_value_t = 300, value_parser = empty_is_unset::<u64>())]
+    pub reconcile_after_secs: u64,
+}
+
+impl TryFrom<Settings> for Config {
+    type Error = anyhow::Error;
+
+    /// The configuration the settings give; errors name the variable at fault.
+    fn try_from(s: Settings) -> anyhow::Result<Self> {
+        let database_url = required("DATABASE_URL", &s.database_url)?;
+        let jwt_secret = s.jwt.secret()?;
+        let hold_ttl = Duration::try_from_secs_f64(s.saga.hold_ttl_secs).map_err(|_| {
+            anyhow!("BOXOFFICE_HOLD_TTL_SECS must be a number of seconds, at least 0")
+        })?;
         Ok(Self {
-            db_max_connections: parse_or("BOXOFFICE_DB_MAX_CONNECTIONS", d.db_max_connections)?,
-            append_writers: parse_or("BOXOFFICE_APPEND_WRITERS", d.append_writers)?,
-            append_queue: parse_or("BOXOFFICE_APPEND_QUEUE", d.append_queue)?,
-            kafka_brokers: var_or("KAFKA_BROKERS", &d.kafka_brokers),
-            topic: TopicSpec {
-                name: var_or("KAFKA_TOPIC", &d.topic.name),
-                partitions: parse_or("KAFKA_TOPIC_PARTITIONS", d.topic.partitions)?,
-                replication: parse_or("KAFKA_TOPIC_REPLICATION", d.topic.replication)?,
-            },
-            addr: parse_or("COMMAND_API_ADDR", d.addr)?,
-            http: ServerLimits::from_env()?,
-            jwt_rules: JwtRules::from_env()?,
+            db_max_connections: s.db_max_connections,
+            append_writers: s.append_writers,
+            append_queue: s.append_queue,
+            kafka_brokers: s.kafka.kafka_brokers.clone(),
+            topic: s.kafka.topic(),
+            jwt_rules: s.jwt.rules(),
+            addr: s.command_api_addr,
+            http: ServerLimits::try_from(&s.http)?,
             relay: RelayConfig {
-                enabled: parse_or("BOXOFFICE_RELAY_ENABLED", d.relay.enabled)?,
-                batch_size: parse_or("BOXOFFICE_RELAY_BATCH", d.relay.batch_size)?,
-                poll_interval: millis("BOXOFFICE_RELAY_POLL_MS", d.relay.poll_interval)?,
-                linger: millis("BOXOFFICE_RELAY_LINGER_MS", d.relay.linger)?,
+                enabled: s.relay.relay_enabled,
+                batch_size: s.relay.relay_batch,
+                poll_interval: Duration::from_millis(s.relay.relay_poll_ms),
+                linger: Duration::from_millis(s.relay.relay_linger_ms),
             },
             saga: SagaConfig {
-                enabled: parse_or("BOXOFFICE_SAGAS_ENABLED", d.saga.enabled)?,
-                hold_ttl: Duration::from_secs_f64(parse_or(
-                    "BOXOFFICE_HOLD_TTL_SECS",
-                    d.saga.hold_ttl.as_secs_f64(),
-                )?),
-                concurrency: parse_or("BOXOFFICE_SAGA_CONCURRENCY", d.saga.concurrency)?,
-                park_after: parse_or("BOXOFFICE_SAGA_PARK_AFTER", d.saga.park_after)?,
+                enabled: s.saga.sagas_enabled,
+                hold_ttl,
+                concurrency: s.saga.saga_concurrency,
+                park_after: s.saga.saga_park_after,
             },
             fairness: FairnessConfig {
-                max_held_seats_per_user: parse_or(
-                    "BOXOFFICE_MAX_HELD_SEATS_PER_USER",
-                    d.fairness.max_held_seats_per_user,
-                )?,
-                commands_per_user_per_sec: parse_or(
-                    "BOXOFFICE_COMMANDS_PER_USER_PER_SEC",
-                    d.fairness.commands_per_user_per_sec,
-                )?,
-                commands_burst: parse_or("BOXOFFICE_COMMANDS_BURST", d.fairness.commands_burst)?,
+                max_held_seats_per_user: s.fairness.max_held_seats_per_user,
+                commands_per_user_per_sec: s.fairness.commands_per_user_per_sec,
+                commands_burst: s.fairness.commands_burst,
             },
             payment: PaymentConfig {
-                url: var_or("PAYMENT_GATEWAY_URL", &d.payment.url),
-                key: std::env::var("PAYMENT_GATEWAY_KEY")
-                    .ok()
-                    .filter(|k| !k.is_empty()),
-                timeout: millis("PAYMENT_TIMEOUT_MS", d.payment.timeout)?,
-                retries: parse_or("PAYMENT_RETRIES", d.payment.retries)?,
-                circuit_failures: parse_or("PAYMENT_CIRCUIT_FAILURES", d.payment.circuit_failures)?,
-                circuit_open: millis("PAYMENT_CIRCUIT_OPEN_MS", d.payment.circuit_open)?,
-                reconcile_every: Duration::from_secs(parse_or(
-                    "BOXOFFICE_RECONCILE_EVERY_SECS",
-                    d.payment.reconcile_every.as_secs(),
-                )?),
-                reconcile_after: Duration::from_secs(parse_or(
-                    "BOXOFFICE_RECONCILE_AFTER_SECS",
-                    d.payment.reconcile_after.as_secs(),
-                )?),
+                url: s.payment.payment_gateway_url,
+                key: set(&s.payment.payment_gateway_key).map(str::to_owned),
+                timeout: Duration::from_millis(s.payment.payment_timeout_ms),
+                retries: s.payment.payment_retries,
+                circuit_failures: s.payment.payment_circuit_failures,
+                circuit_open: Duration::from_millis(s.payment.payment_circuit_open_ms),
+                reconcile_every: Duration::from_secs(s.payment.reconcile_every_secs),
+                reconcile_after: Duration::from_secs(s.payment.reconcile_after_secs),
             },
-            idempotency_ttl: Duration::from_secs(
-                3600 * parse_or::<u64>(
-                    "BOXOFFICE_IDEMPOTENCY_TTL_HOURS",
-                    d.idempotency_ttl.as_secs() / 3600,
-                )?,
-            ),
-            ..d
+            idempotency_ttl: Duration::from_secs(s.idempotency_ttl_hours.saturating_mul(3600)),
+            ..Self::new(&database_url, &jwt_secret)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn settings(args: &[&str]) -> Settings {
+        platform::config::from_args(args).unwrap()
+    }
+
+    #[test]
+    fn the_settings_default_to_the_defaults_of_new() {
+        let config = Config::try_from(settings(&[
+            "--database-url",
+            "postgres://db",
+            "--jwt-secret",
+            SECRET,
+        ]))
+        .unwrap();
+        assert_eq!(
+            format!("{config:?}"),
+            format!("{:?}", Config::new("postgres://db", SECRET))
+        );
+        assert_eq!(config.database_url, "postgres://db");
+        assert_eq!(config.jwt_secret, SECRET);
+    }
+
+    #[test]
+    fn the_database_and_the_secret_are_required() {
+        let err = Config::try_from(settings(&["--jwt-secret", SECRET])).unwrap_err();
+        assert_eq!(err.to_string(), "DATABASE_URL must be set");
+        let err = Config::try_from(settings(&["--database-url", "postgres://db"])).unwrap_err();
+        assert_eq!(err.to_string(), "BOXOFFICE_JWT_SECRET must be set");
+    }
+
+    #[test]
+    fn settings_become_the_config() {
+        let config = Config::try_from(settings(&[
+            "--database-url",
+            "postgres://db",
+            "--jwt-secret",
+            SECRET,
+            "--relay-enabled",
+            "false",
+            "--hold-ttl-secs",
+            "0.5",
+            "--payment-gateway-key",
+            "",
+            "--idempotency-ttl-hours",
+            "2",
+            "--kafka-topic-partitions",
+            "3",
+        ]))
+        .unwrap();
+        assert!(!config.relay.enabled);
+        assert_eq!(config.saga.hold_ttl, Duration::from_millis(500));
+        assert_eq!(config.payment.key, None);
+        assert_eq!(config.idempotency_ttl, Duration::from_secs(7200));
+        assert_eq!(config.topic.partitions, 3);
+    }
+
+    #[test]
+    fn a_negative_hold_is_refused() {
+        let err = Config::try_from(settings(&[
+            "--database-url",
+            "postgres://db",
+            "--jwt-secret",
+            SECRET,
+            "--hold-ttl-secs=-1",
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("BOXOFFICE_HOLD_TTL_SECS"), "{err}");
+    }
+
+    #[test]
+    fn migrations_use_the_owners_url_else_the_services() {
+        let own = settings(&["--database-url", "postgres://own"]);
+        assert_eq!(own.migration_url().unwrap(), "postgres://own");
+        let owner = settings(&[
+            "--database-url",
+            "postgres://own",
+            "--migration-database-url",
+            "postgres://owner",
+        ]);
+        assert_eq!(owner.migration_url().unwrap(), "postgres://owner");
+        assert_eq!(
+            settings(&[]).migration_url().unwrap_err().to_string(),
+            "none of MIGRATION_DATABASE_URL, DATABASE_URL is set"
+        );
     }
 }

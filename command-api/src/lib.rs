@@ -3,7 +3,8 @@
 //! HTTP commands (see `../shared/API.md`) are parsed at the edge into domain commands,
 //! executed against the event store, and answered with a consistency token. The parts:
 //!
-//! - [`config`]: the environment.
+//! - [`config`]: the settings (options and environment variables) and the
+//!   configuration they give; [`cli`]: the binary's command line.
 //! - [`app`]: `Application::build(config)` and `run(listener, shutdown)`.
 //! - `routes`: one module per resource.
 //! - [`commands`]: what every command goes through: idempotency, bounded retries on
@@ -21,6 +22,7 @@
 
 pub mod app;
 pub mod append;
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod fairness;

@@ -4,8 +4,8 @@
 //! refund through it; tests and drills make it slow, unavailable or forgetful through
 //! `/admin/faults`.
 //!
-//! - [`config`], [`app`]: the environment; `Application::build(config)` and
-//!   `run(listener, shutdown)`.
+//! - [`config`], [`cli`], [`app`]: the settings (options and environment variables) and
+//!   the binary's command line; `Application::build(config)` and `run(listener, shutdown)`.
 //! - [`intent`]: statuses, the simulated card network, what each operation moves.
 //! - [`payment_method`]: card tokens exchanged for reusable `pm_…` references.
 //! - [`store`]: the SQL, one atomic statement per racing operation (a create naming a
@@ -166,6 +166,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod faults;
 pub mod intent;

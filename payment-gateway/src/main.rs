@@ -1,35 +1,19 @@
 //! The payment-gateway binary: with no arguments (or `serve`) it runs the service.
+//! `payment-gateway --help` lists every setting and its environment variable.
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use payment_gateway::cli::{Cli, Command};
 use payment_gateway::{Application, Config};
-
-#[derive(Parser)]
-#[command(
-    name = "payment-gateway",
-    about = "A small payment provider with a Stripe-shaped HTTP API, for boxoffice"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the gateway (the default).
-    Serve,
-    /// Apply the gateway's migrations to its schema, as the owner
-    /// (MIGRATION_PAYMENT_DATABASE_URL, else PAYMENT_DATABASE_URL), then exit.
-    Migrate,
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let command = Cli::parse().command.unwrap_or(Command::Serve);
-    platform::telemetry::init();
-    if let Command::Migrate = command {
-        return platform::db::Migrations::PaymentGateway.run().await;
+    let Cli { settings, command } = Cli::parse();
+    platform::telemetry::init(&settings.log);
+    if let Some(Command::Migrate) = command {
+        let url = settings.migration_url()?;
+        return platform::db::Migrations::PaymentGateway.run(&url).await;
     }
-    let config = Config::from_env()?;
+    let config = Config::try_from(settings)?;
     tracing::info!(?config, "starting payment-gateway");
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let app = Application::build(config).await?;

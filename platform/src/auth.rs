@@ -26,7 +26,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{parse_or, var_or};
+use crate::config::{empty_is_unset, set};
 use crate::http::ApiError;
 
 /// The shortest secret a service accepts: HS256 is as strong as its key.
@@ -130,19 +130,52 @@ impl Default for JwtRules {
     }
 }
 
-impl JwtRules {
-    /// The rules from the environment (the defaults where unset).
-    pub fn from_env() -> anyhow::Result<Self> {
-        let d = Self::default();
-        let optional = |name: &str| Some(var_or(name, "")).filter(|v| !v.is_empty());
-        Ok(Self {
-            issuer: optional("BOXOFFICE_JWT_ISSUER"),
-            audience: optional("BOXOFFICE_JWT_AUDIENCE"),
-            max_ttl: Duration::from_secs(parse_or(
-                "BOXOFFICE_JWT_MAX_TTL_SECS",
-                d.max_ttl.as_secs(),
-            )?),
-        })
+/// The JWT settings (`BOXOFFICE_JWT_*`) of the services that check tokens.
+#[derive(Clone, clap::Args)]
+#[command(next_help_heading = "Auth")]
+pub struct JwtSettings {
+    /// The HS256 secret of the tokens (required, at least 32 bytes: a shorter one stops
+    /// the service at start-up). Hidden here, never logged; set it in the environment,
+    /// where other users cannot read it. `openssl rand -hex 32` makes one.
+    #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true, value_parser = empty_is_unset::<String>())]
+    pub jwt_secret: Option<String>,
+    /// When set, every token must carry this `iss`.
+    #[arg(long, env = "BOXOFFICE_JWT_ISSUER", value_parser = empty_is_unset::<String>())]
+    pub jwt_issuer: Option<String>,
+    /// When set, every token must carry this `aud`.
+    #[arg(long, env = "BOXOFFICE_JWT_AUDIENCE", value_parser = empty_is_unset::<String>())]
+    pub jwt_audience: Option<String>,
+    /// The longest a token may live (from the earlier of its `iat` and now), in seconds;
+    /// an `iat` more than a minute in the future is refused.
+    #[arg(long, env = "BOXOFFICE_JWT_MAX_TTL_SECS", default_value_t = 24 * 3600, value_parser = empty_is_unset::<u64>())]
+    pub jwt_max_ttl_secs: u64,
+}
+
+impl JwtSettings {
+    /// `BOXOFFICE_JWT_SECRET`; an error when it is unset. (Its length is checked by
+    /// [`Jwt::for_service`].)
+    pub fn secret(&self) -> anyhow::Result<String> {
+        crate::config::required("BOXOFFICE_JWT_SECRET", &self.jwt_secret)
+    }
+
+    /// The rules tokens must satisfy.
+    pub fn rules(&self) -> JwtRules {
+        JwtRules {
+            issuer: set(&self.jwt_issuer).map(str::to_owned),
+            audience: set(&self.jwt_audience).map(str::to_owned),
+            max_ttl: Duration::from_secs(self.jwt_max_ttl_secs),
+        }
+    }
+}
+
+impl std::fmt::Debug for JwtSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtSettings")
+            .field("jwt_secret", &set(&self.jwt_secret).map(|_| "<redacted>"))
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_max_ttl_secs", &self.jwt_max_ttl_secs)
+            .finish()
     }
 }
 
@@ -358,6 +391,29 @@ mod tests {
     use super::*;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn the_settings_default_to_the_default_rules_and_need_a_secret() {
+        let settings: JwtSettings = crate::config::from_args(&[]).unwrap();
+        assert_eq!(settings.rules(), JwtRules::default());
+        assert_eq!(
+            settings.secret().unwrap_err().to_string(),
+            "BOXOFFICE_JWT_SECRET must be set"
+        );
+        let settings: JwtSettings = crate::config::from_args(&[
+            "--jwt-secret",
+            SECRET,
+            "--jwt-issuer",
+            "",
+            "--jwt-audience",
+            "boxoffice",
+        ])
+        .unwrap();
+        assert_eq!(settings.secret().unwrap(), SECRET);
+        assert_eq!(settings.rules().issuer, None);
+        assert_eq!(settings.rules().audience.as_deref(), Some("boxoffice"));
+        assert!(!format!("{settings:?}").contains(SECRET));
+    }
 
     fn signed(claims: &serde_json::Value, secret: &str) -> String {
         jsonwebtoken::encode(

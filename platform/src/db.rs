@@ -17,6 +17,8 @@ use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
+use crate::config::{empty_is_unset, first_set, required};
+
 /// The schema of the read models.
 pub const READ_MODEL_SCHEMA: &str = "read_models";
 
@@ -273,40 +275,67 @@ pub enum Migrations {
 }
 
 impl Migrations {
-    /// The variables the owner's URL is taken from, first set wins: a `MIGRATION_*`
-    /// variable of its own per database (they may be different databases, each with
-    /// its owner), then the service's own URL variables.
-    pub fn url_variables(self) -> &'static [&'static str] {
+    /// Applies what is pending, connecting to `url` (the owner's: the `MIGRATION_*`
+    /// setting of the database, else the service's own URL, as each service's settings
+    /// choose): the body of each service's `migrate` subcommand.
+    pub async fn run(self, url: &str) -> anyhow::Result<()> {
         match self {
-            Self::EventStore => &["MIGRATION_DATABASE_URL", "DATABASE_URL"],
-            Self::ReadModels => &[
-                "MIGRATION_READ_DATABASE_URL",
-                "READ_DATABASE_URL",
-                "DATABASE_URL",
-            ],
-            Self::PaymentGateway => &["MIGRATION_PAYMENT_DATABASE_URL", "PAYMENT_DATABASE_URL"],
-        }
-    }
-
-    /// Applies what is pending, with the URL of [`Self::url_variables`]: the body of
-    /// each service's `migrate` subcommand.
-    pub async fn run(self) -> anyhow::Result<()> {
-        let variables = self.url_variables();
-        let url = variables
-            .iter()
-            .map(|name| crate::config::var_or(name, ""))
-            .find(|url| !url.is_empty())
-            .with_context(|| format!("none of {} is set", variables.join(", ")))?;
-        match self {
-            Self::EventStore => migrate_event_store(&connect(&url, 2).await?).await?,
-            Self::ReadModels => migrate_read_models(&connect_read_models(&url, 2).await?).await?,
+            Self::EventStore => migrate_event_store(&connect(url, 2).await?).await?,
+            Self::ReadModels => migrate_read_models(&connect_read_models(url, 2).await?).await?,
             Self::PaymentGateway => {
-                let pool = connect_in_schema(&url, PAYMENT_GATEWAY_SCHEMA, 2).await?;
+                let pool = connect_in_schema(url, PAYMENT_GATEWAY_SCHEMA, 2).await?;
                 migrate_payment_gateway(&pool).await?;
             }
         }
         println!("{self:?} migrated");
         Ok(())
+    }
+}
+
+/// Where the event store and the read models are, for the read side (projector,
+/// query-api). Database URLs hold passwords: `--help` never shows their values.
+#[derive(Clone, clap::Args)]
+#[command(next_help_heading = "Databases")]
+pub struct ReadSideUrls {
+    /// The event store (required), as this service's own database user. Hidden here:
+    /// it holds a password.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = empty_is_unset::<String>())]
+    pub database_url: Option<String>,
+    /// The read models, in the `read_models` schema of this database; defaults to
+    /// DATABASE_URL. Hidden here: it holds a password.
+    #[arg(long, env = "READ_DATABASE_URL", hide_env_values = true, value_parser = empty_is_unset::<String>())]
+    pub read_database_url: Option<String>,
+    /// For `migrate`: the read models' database as the owner of their tables; defaults
+    /// to READ_DATABASE_URL, else DATABASE_URL. Hidden here: it holds a password.
+    #[arg(long, env = "MIGRATION_READ_DATABASE_URL", hide_env_values = true, value_parser = empty_is_unset::<String>())]
+    pub migration_read_database_url: Option<String>,
+}
+
+impl ReadSideUrls {
+    /// `DATABASE_URL`; an error when it is unset.
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        required("DATABASE_URL", &self.database_url)
+    }
+
+    /// `READ_DATABASE_URL`, else `DATABASE_URL`.
+    pub fn read_database_url(&self) -> anyhow::Result<String> {
+        first_set(&[
+            ("READ_DATABASE_URL", &self.read_database_url),
+            ("DATABASE_URL", &self.database_url),
+        ])
+    }
+
+    /// The URL `migrate` applies the read models' migrations with:
+    /// `MIGRATION_READ_DATABASE_URL`, else `READ_DATABASE_URL`, else `DATABASE_URL`.
+    pub fn migration_url(&self) -> anyhow::Result<String> {
+        first_set(&[
+            (
+                "MIGRATION_READ_DATABASE_URL",
+                &self.migration_read_database_url,
+            ),
+            ("READ_DATABASE_URL", &self.read_database_url),
+            ("DATABASE_URL", &self.database_url),
+        ])
     }
 }
 

@@ -16,6 +16,8 @@ use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::empty_is_unset;
+
 /// One stored event as published on the topic: the message value, in JSON. The
 /// message key is `aggregate_id`, so one aggregate's events share a partition and keep
 /// their order. Read from a row of `events` (columns of the same names) with
@@ -98,6 +100,36 @@ pub struct TopicSpec {
     pub partitions: i32,
     /// Its replication factor when created.
     pub replication: i32,
+}
+
+/// Where Kafka is and the events topic (command-api, projector).
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Kafka")]
+pub struct KafkaSettings {
+    /// The Kafka brokers, `host:port` separated by commas (`scripts/up` runs tansu on
+    /// 127.0.0.1:29092).
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092", value_parser = empty_is_unset::<String>())]
+    pub kafka_brokers: String,
+    /// The topic the events are published on.
+    #[arg(long, env = "KAFKA_TOPIC", default_value = "boxoffice.events", value_parser = empty_is_unset::<String>())]
+    pub kafka_topic: String,
+    /// The topic's partitions, when a service creates it.
+    #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 6, value_parser = empty_is_unset::<i32>())]
+    pub kafka_topic_partitions: i32,
+    /// The topic's replication factor, when a service creates it.
+    #[arg(long, env = "KAFKA_TOPIC_REPLICATION", default_value_t = 1, value_parser = empty_is_unset::<i32>())]
+    pub kafka_topic_replication: i32,
+}
+
+impl KafkaSettings {
+    /// The topic.
+    pub fn topic(&self) -> TopicSpec {
+        TopicSpec {
+            name: self.kafka_topic.clone(),
+            partitions: self.kafka_topic_partitions,
+            replication: self.kafka_topic_replication,
+        }
+    }
 }
 
 /// Creates the topic when it does not exist (tansu does not create topics on demand,

@@ -1,7 +1,7 @@
 //! Plumbing shared by the three boxoffice services, so each service's crate holds only
 //! what is its own.
 //!
-//! - [`config`]: reading the environment (twelve-factor).
+//! - [`config`]: settings, each an option with an environment variable (clap).
 //! - [`telemetry`]: `tracing` to stdout, pretty or JSON (`LOG_FORMAT`).
 //! - [`shutdown`]: SIGTERM and Ctrl-C as one cancellation token.
 //! - [`auth`]: HS256 JWTs, roles, and the extractors that check them.

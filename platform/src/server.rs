@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::parse_or;
+use crate::config::empty_is_unset;
 use crate::http::{ApiError, ErrorCode};
 
 /// The bounds of a service's HTTP server.
@@ -67,26 +67,43 @@ impl Default for ServerLimits {
     }
 }
 
-impl ServerLimits {
-    /// The limits from the environment (the defaults where unset).
-    pub fn from_env() -> anyhow::Result<Self> {
-        let d = Self::default();
-        let millis = |name: &str, default: Duration| -> anyhow::Result<Duration> {
-            let default = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
-            Ok(Duration::from_millis(parse_or(name, default)?))
-        };
-        let limits = Self {
-            header_read: millis("HTTP_HEADER_TIMEOUT_MS", d.header_read)?,
-            body_read: millis("HTTP_BODY_TIMEOUT_MS", d.body_read)?,
-            request: millis("HTTP_REQUEST_TIMEOUT_MS", d.request)?,
-            max_in_flight: parse_or("HTTP_MAX_IN_FLIGHT", d.max_in_flight)?,
-            shutdown_grace: d.shutdown_grace,
-        };
+/// The HTTP server's bounds as settings (`HTTP_*`), shared by every service.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "HTTP server")]
+pub struct HttpSettings {
+    /// The request head must arrive within this many milliseconds; it is also how long
+    /// an idle keep-alive connection stays open.
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = empty_is_unset::<u64>())]
+    pub http_header_timeout_ms: u64,
+    /// The request body must arrive within this many milliseconds (else 408).
+    #[arg(long, env = "HTTP_BODY_TIMEOUT_MS", default_value_t = 10_000, value_parser = empty_is_unset::<u64>())]
+    pub http_body_timeout_ms: u64,
+    /// The whole request must be answered within this many milliseconds (else 503
+    /// request_timeout). A read-your-writes wait adds its own bound; the audit's export
+    /// and verify have none.
+    #[arg(long, env = "HTTP_REQUEST_TIMEOUT_MS", default_value_t = 30_000, value_parser = empty_is_unset::<u64>())]
+    pub http_request_timeout_ms: u64,
+    /// Requests run at once, at most (at least 1); one more is answered 503 overloaded,
+    /// with Retry-After.
+    #[arg(long, env = "HTTP_MAX_IN_FLIGHT", default_value_t = 512, value_parser = empty_is_unset::<usize>())]
+    pub http_max_in_flight: usize,
+}
+
+impl TryFrom<&HttpSettings> for ServerLimits {
+    type Error = anyhow::Error;
+
+    fn try_from(settings: &HttpSettings) -> anyhow::Result<Self> {
         anyhow::ensure!(
-            limits.max_in_flight > 0,
+            settings.http_max_in_flight > 0,
             "HTTP_MAX_IN_FLIGHT must be at least 1"
         );
-        Ok(limits)
+        Ok(Self {
+            header_read: Duration::from_millis(settings.http_header_timeout_ms),
+            body_read: Duration::from_millis(settings.http_body_timeout_ms),
+            request: Duration::from_millis(settings.http_request_timeout_ms),
+            max_in_flight: settings.http_max_in_flight,
+            ..Self::default()
+        })
     }
 }
 
@@ -234,3 +251,28 @@ pub fn is_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
 
 /// The status of a body that did not arrive in time.
 pub const BODY_TIMEOUT: StatusCode = StatusCode::REQUEST_TIMEOUT;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::from_args;
+
+    #[test]
+    fn the_settings_default_to_the_default_limits() {
+        let settings: HttpSettings = from_args(&[]).unwrap();
+        let limits = ServerLimits::try_from(&settings).unwrap();
+        assert_eq!(
+            format!("{limits:?}"),
+            format!("{:?}", ServerLimits::default())
+        );
+    }
+
+    #[test]
+    fn no_request_at_a_time_is_refused() {
+        let settings: HttpSettings = from_args(&["--http-max-in-flight", "0"]).unwrap();
+        assert_eq!(
+            ServerLimits::try_from(&settings).unwrap_err().to_string(),
+            "HTTP_MAX_IN_FLIGHT must be at least 1"
+        );
+    }
+}

@@ -8,9 +8,12 @@
 //!   Kafka delivered.
 //! - [`parked`]: events a projection could not apply, tried again.
 //! - [`rebuild`]: fresh tables from the event store, swapped in atomically.
+//! - [`config`], [`cli`]: the settings (options and environment variables) and the
+//!   binary's command line.
 //! - [`app`]: `Application::build(config)` and `run(listener, shutdown)`.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod consumer;
 pub mod metrics;

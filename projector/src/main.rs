@@ -1,54 +1,31 @@
 //! The projector binary: with no arguments it runs the service; `rebuild` and `status`
-//! are for operators.
+//! are for operators. `projector --help` lists every setting and its environment
+//! variable.
 
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+use projector::cli::{Cli, Command};
 use projector::{rebuild, status, Application, Config, Projection};
-
-#[derive(Parser)]
-#[command(
-    name = "projector",
-    about = "boxoffice read side: Kafka consumer, read models, rebuilds"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the projector service (the default).
-    Serve,
-    /// Apply the read models' migrations, as the owner of their tables
-    /// (MIGRATION_READ_DATABASE_URL, else READ_DATABASE_URL, else DATABASE_URL), then exit.
-    Migrate,
-    /// Rebuild a projection (locations, events, bookings, users, or all) from the event store
-    /// while the live one keeps serving, then swap it in.
-    Rebuild {
-        /// A projection's name, or `all`.
-        name: String,
-    },
-    /// Print each projection's state: live or rebuilding, lag, last applied, rebuild.
-    Status,
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let command = Cli::parse().command.unwrap_or(Command::Serve);
+    let Cli { settings, command } = Cli::parse();
+    let command = command.unwrap_or(Command::Serve);
     if let Command::Serve = command {
-        platform::telemetry::init();
-        let config = Config::from_env()?;
+        platform::telemetry::init(&settings.log);
+        let config = Config::try_from(settings)?;
         let listener = tokio::net::TcpListener::bind(config.addr).await?;
         let app = Application::build(config).await?;
         return app.run(listener, platform::shutdown::on_signal()).await;
     }
     if let Command::Migrate = command {
-        platform::telemetry::init();
-        return platform::db::Migrations::ReadModels.run().await;
+        platform::telemetry::init(&settings.log);
+        let url = settings.urls.migration_url()?;
+        return platform::db::Migrations::ReadModels.run(&url).await;
     }
-    let ctx = projector::app::connect(Config::from_env()?).await?;
+    let ctx = projector::app::connect(Config::try_from(settings)?).await?;
     match command {
         Command::Serve | Command::Migrate => unreachable!("handled above"),
         Command::Status => print_status(&ctx).await,

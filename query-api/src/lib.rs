@@ -1,7 +1,7 @@
 //! query-api: serves the read models over HTTP (see `../shared/API.md`).
 //!
-//! - [`config`], [`app`]: the environment; `Application::build(config)` and
-//!   `run(listener, shutdown)`.
+//! - [`config`], [`cli`], [`app`]: the settings (options and environment variables) and
+//!   the binary's command line; `Application::build(config)` and `run(listener, shutdown)`.
 //! - `routes`: one module per resource.
 //! - [`consistency`]: read-your-writes through `X-Consistency-Token`, woken by the
 //!   shared [`watcher`].
@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod cli;
 pub mod config;
 pub mod consistency;
 pub mod contacts;

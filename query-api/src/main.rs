@@ -1,69 +1,36 @@
 //! The query-api binary: with no arguments it runs the service; `audit` is for
 //! auditors and operators, straight against the event store (`DATABASE_URL`).
+//! `query-api --help` lists every setting and its environment variable.
 
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use query_api::audit::export::Export;
 use query_api::audit::verify;
+use query_api::cli::{Audit, Cli, Command};
 use query_api::{Application, Config};
-
-#[derive(Parser)]
-#[command(
-    name = "query-api",
-    about = "boxoffice query side: read models, read-your-writes, audit"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the query-api service (the default).
-    Serve,
-    /// Audit the event store.
-    #[command(subcommand)]
-    Audit(Audit),
-    /// Apply the read models' migrations, as the owner of their tables
-    /// (MIGRATION_READ_DATABASE_URL, else READ_DATABASE_URL, else DATABASE_URL), then exit.
-    Migrate,
-}
-
-#[derive(Subcommand)]
-enum Audit {
-    /// Walk the whole store and name every event modified, deleted, inserted or
-    /// reordered behind its back. Exits 1 when it found any.
-    Verify,
-    /// Write the store as NDJSON to stdout, from after a position (resumable).
-    Export {
-        /// The position of the last event already received (0: from the start).
-        #[arg(long, default_value_t = 0)]
-        after: i64,
-    },
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let command = Cli::parse().command.unwrap_or(Command::Serve);
-    let audit = match command {
+    let Cli { settings, command } = Cli::parse();
+    let audit = match command.unwrap_or(Command::Serve) {
         Command::Audit(audit) => audit,
         Command::Migrate => {
-            platform::telemetry::init();
-            return platform::db::Migrations::ReadModels.run().await;
+            platform::telemetry::init(&settings.log);
+            let url = settings.urls.migration_url()?;
+            return platform::db::Migrations::ReadModels.run(&url).await;
         }
         Command::Serve => {
-            platform::telemetry::init();
-            let config = Config::from_env()?;
+            platform::telemetry::init(&settings.log);
+            let config = Config::try_from(settings)?;
             let listener = tokio::net::TcpListener::bind(config.addr).await?;
             let app = Application::build(config).await?;
             return app.run(listener, platform::shutdown::on_signal()).await;
         }
     };
-    let url = std::env::var("DATABASE_URL").context("DATABASE_URL is not set")?;
+    let url = settings.urls.database_url()?;
     let pool = platform::db::connect(&url, 2).await?;
     match audit {
         Audit::Verify => {

@@ -28,7 +28,7 @@ where
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     // Logs go to the test's captured output, shown when it fails.
-    platform::telemetry::init();
+    platform::telemetry::init_from_env();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("no port");
     let addr = listener.local_addr().expect("no address");
     let shutdown = CancellationToken::new();
