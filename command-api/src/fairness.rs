@@ -93,12 +93,12 @@ fn rate_limited(wait: Duration) -> Response {
 /// The seats `user_id` holds of `event_id` now: those of their bookings whose saga has
 /// not passed its payment (one index lookup, `booking_sagas_holds`).
 pub async fn held_seats(app: &AppState, event_id: Uuid, user_id: &str) -> Result<u32, ApiError> {
-    let held: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum(seats), 0) FROM booking_sagas
-          WHERE event_id = $1 AND user_id = $2 AND step IN ('reserve', 'authorize', 'confirm')",
+    let held: i64 = sqlx::query_scalar!(
+        r#"SELECT coalesce(sum(seats), 0) AS "held!" FROM booking_sagas
+          WHERE event_id = $1 AND user_id = $2 AND step IN ('reserve', 'authorize', 'confirm')"#,
+        event_id.to_string(),
+        user_id
     )
-    .bind(event_id.to_string())
-    .bind(user_id)
     .fetch_one(&app.pool)
     .await?;
     Ok(u32::try_from(held).unwrap_or(u32::MAX))

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 /// How the first request with a key ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,28 +42,35 @@ pub struct Record {
 
 /// The record of `user_id`'s `key`, if any.
 pub async fn find(pool: &PgPool, user_id: &str, key: &str) -> sqlx::Result<Option<Record>> {
-    let row = sqlx::query(
+    let row = sqlx::query!(
         "SELECT request_fingerprint, aggregate_id, last_sequence, response_status, response_body
            FROM idempotency_keys
           WHERE user_id = $1 AND idempotency_key = $2",
+        user_id,
+        key
     )
-    .bind(user_id)
-    .bind(key)
     .fetch_optional(pool)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let outcome = match row.try_get::<Option<i64>, _>("last_sequence")? {
-        Some(last_sequence) => Outcome::Accepted {
-            aggregate_id: row.try_get("aggregate_id")?,
+    // The table's CHECK makes a record either accepted (with its sequence) or refused
+    // (with its answer); anything else is a row this code cannot answer from.
+    let outcome = match (row.last_sequence, row.aggregate_id, row.response_status) {
+        (Some(last_sequence), Some(aggregate_id), _) => Outcome::Accepted {
+            aggregate_id,
             last_sequence,
         },
-        None => Outcome::Refused {
-            status: u16::try_from(row.try_get::<i16, _>("response_status")?).unwrap_or(500),
-            body: row.try_get("response_body")?,
+        (None, _, Some(status)) => Outcome::Refused {
+            status: u16::try_from(status).unwrap_or(500),
+            body: row.response_body.unwrap_or(Value::Null),
         },
+        _ => {
+            return Err(sqlx::Error::Decode(
+                format!("idempotency record {key:?} is neither accepted nor refused").into(),
+            ))
+        }
     };
     Ok(Some(Record {
-        fingerprint: row.try_get("request_fingerprint")?,
+        fingerprint: row.request_fingerprint,
         outcome,
     }))
 }
@@ -79,18 +86,18 @@ pub async fn record_refusal(
     status: u16,
     body: &Value,
 ) -> sqlx::Result<bool> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO idempotency_keys
                 (user_id, idempotency_key, request_fingerprint, request_id, response_status, response_body)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (user_id, idempotency_key) DO NOTHING",
+        user_id,
+        key,
+        fingerprint,
+        request_id,
+        i16::try_from(status).unwrap_or(500),
+        body
     )
-    .bind(user_id)
-    .bind(key)
-    .bind(fingerprint)
-    .bind(request_id)
-    .bind(i16::try_from(status).unwrap_or(500))
-    .bind(body)
     .execute(pool)
     .await?
     .rows_affected();
@@ -100,10 +107,10 @@ pub async fn record_refusal(
 /// Forgets keys older than `ttl`. Returns how many.
 pub async fn expire(pool: &PgPool, ttl: Duration) -> sqlx::Result<u64> {
     let secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
-    Ok(sqlx::query(
+    Ok(sqlx::query!(
         "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+        secs as f64
     )
-    .bind(secs as f64)
     .execute(pool)
     .await?
     .rows_affected())

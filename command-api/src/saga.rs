@@ -380,7 +380,7 @@ impl SagaRunner {
             Step::Done { outcome } => (saga.reason.clone(), Some(outcome.as_str().to_owned())),
             _ => (None, None),
         };
-        let saved = sqlx::query(
+        let saved = sqlx::query!(
             "UPDATE booking_sagas
                 SET step = $3, reason = $4, outcome = $5, hold_deadline = $6, attempts = 0,
                     payment_intent = $8, due_at = now(), last_error = NULL, same_failures = 0,
@@ -393,15 +393,15 @@ impl SagaRunner {
                                                      now() + interval '2 seconds')
                                        ELSE now() + make_interval(secs => $7) END
               WHERE booking_id = $1 AND version = $2",
+            &saga.booking_id,
+            saga.version,
+            next.name(),
+            reason.as_deref(),
+            outcome.as_deref(),
+            hold_deadline,
+            LEASE.as_secs_f64(),
+            saga.payment_intent.as_deref(),
         )
-        .bind(&saga.booking_id)
-        .bind(saga.version)
-        .bind(next.name())
-        .bind(&reason)
-        .bind(&outcome)
-        .bind(hold_deadline)
-        .bind(LEASE.as_secs_f64())
-        .bind(&saga.payment_intent)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -446,19 +446,19 @@ impl SagaRunner {
         if park {
             tracing::error!(booking_id = %saga.booking_id, correlation_id = %saga.correlation_id, step = step.name(), same_failures, cause = ?error, "saga parked: its step keeps failing the same way");
         }
-        let saved = sqlx::query(
+        let saved = sqlx::query!(
             "UPDATE booking_sagas
                 SET attempts = $3, due_at = $4, lease_until = NULL, lease_token = NULL, last_error = $5,
                     same_failures = $6, parked_at = CASE WHEN $7 THEN now() END, updated_at = now()
               WHERE booking_id = $1 AND version = $2",
+            &saga.booking_id,
+            saga.version,
+            attempts,
+            due,
+            error,
+            same_failures,
+            park,
         )
-        .bind(&saga.booking_id)
-        .bind(saga.version)
-        .bind(attempts)
-        .bind(due)
-        .bind(error)
-        .bind(same_failures)
-        .bind(park)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -475,12 +475,12 @@ impl SagaRunner {
         let Some(token) = saga.lease_token else {
             return;
         };
-        if let Err(err) = sqlx::query(
+        if let Err(err) = sqlx::query!(
             "UPDATE booking_sagas SET lease_until = NULL, lease_token = NULL
               WHERE booking_id = $1 AND lease_token = $2",
+            &saga.booking_id,
+            token,
         )
-        .bind(&saga.booking_id)
-        .bind(token)
         .execute(&self.pool)
         .await
         {
@@ -492,15 +492,15 @@ impl SagaRunner {
     /// nothing moved it, and stretches the lease over the call (`budget`, and a
     /// margin). Fails with [`Fenced`] otherwise: the call must not be made.
     async fn fence(&self, saga: &BookingSaga, budget: Duration) -> anyhow::Result<()> {
-        let held = sqlx::query(
+        let held = sqlx::query!(
             "UPDATE booking_sagas
                 SET lease_until = greatest(lease_until, now() + make_interval(secs => $4))
               WHERE booking_id = $1 AND version = $2 AND lease_token = $3 AND lease_until > now()",
+            &saga.booking_id,
+            saga.version,
+            saga.lease_token,
+            (budget + FENCE_MARGIN).as_secs_f64(),
         )
-        .bind(&saga.booking_id)
-        .bind(saga.version)
-        .bind(saga.lease_token)
-        .bind((budget + FENCE_MARGIN).as_secs_f64())
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -891,8 +891,10 @@ impl SagaRunner {
             Ok(bookings) => {
                 self.count_step("cancel_event", "advanced");
                 tracing::info!(%event_id, bookings, "event cancelled: its bookings are being compensated");
-                sqlx::query("UPDATE event_cancellation_sagas SET done = true, lease_until = NULL, updated_at = now() WHERE event_id = $1")
-                    .bind(event_id)
+                sqlx::query!(
+                        "UPDATE event_cancellation_sagas SET done = true, lease_until = NULL, updated_at = now() WHERE event_id = $1",
+                        event_id,
+                    )
                     .execute(&self.pool)
                     .await
             }
@@ -911,17 +913,17 @@ impl SagaRunner {
                 } else {
                     tracing::warn!(%event_id, cause = %error, "cannot cancel all the event's bookings yet");
                 }
-                sqlx::query(
+                sqlx::query!(
                     "UPDATE event_cancellation_sagas
                         SET attempts = attempts + 1, last_error = $2, lease_until = NULL, updated_at = now(),
                             same_failures = $3, parked_at = CASE WHEN $4 THEN now() END,
                             due_at = now() + make_interval(secs => least(30, 0.1 * 2 ^ least(attempts, 9)))
                       WHERE event_id = $1",
+                    event_id,
+                    &error,
+                    same_failures,
+                    park,
                 )
-                .bind(event_id)
-                .bind(&error)
-                .bind(same_failures)
-                .bind(park)
                 .execute(&self.pool)
                 .await
             }
@@ -933,12 +935,12 @@ impl SagaRunner {
 
     /// Stretches an event cancellation's lease while its pass runs.
     async fn renew_cancellation(&self, event_id: &str) -> anyhow::Result<()> {
-        sqlx::query(
+        sqlx::query!(
             "UPDATE event_cancellation_sagas SET lease_until = now() + make_interval(secs => $2)
               WHERE event_id = $1",
+            event_id,
+            LEASE.as_secs_f64(),
         )
-        .bind(event_id)
-        .bind(LEASE.as_secs_f64())
         .execute(&self.pool)
         .await?;
         Ok(())

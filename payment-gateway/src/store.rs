@@ -8,39 +8,15 @@
 //! ([`card_token`]) and records the intent ([`create`]) in one transaction.
 
 use serde_json::Value;
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, PgExecutor, PgPool, Row};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use crate::intent::{Intent, Operation, Status};
 use crate::payment_method::PaymentMethod;
 
-/// The columns read back, in the order [`intent`] expects them.
-macro_rules! columns {
-    () => {
-        "id, idempotency_key, request_fingerprint, amount, currency, status, decline_code, \
-         metadata, created_at, updated_at, seq"
-    };
-}
-
-fn intent(row: &PgRow) -> sqlx::Result<Intent> {
-    let status: String = row.try_get("status")?;
-    Ok(Intent {
-        id: row.try_get("id")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        fingerprint: row.try_get("request_fingerprint")?,
-        amount: row.try_get("amount")?,
-        currency: row.try_get("currency")?,
-        status: status.parse().map_err(|err| sqlx::Error::ColumnDecode {
-            index: "status".into(),
-            source: Box::new(err),
-        })?,
-        decline_code: row.try_get("decline_code")?,
-        metadata: row.try_get("metadata")?,
-        created: row.try_get("created_at")?,
-        updated: row.try_get("updated_at")?,
-        seq: row.try_get("seq")?,
-    })
-}
+// Every statement here is a `query_as!`: checked at compile time against the schema
+// (`.sqlx/`, see scripts/sqlx-prepare), with the columns read back spelled out in each
+// (the macros take literal SQL only). `status` is decoded by `Status`'s `sqlx::Decode`
+// (an unknown status is an error, not a panic).
 
 /// A payment intent to record.
 #[derive(Debug)]
@@ -69,26 +45,29 @@ pub struct NewIntent<'a> {
 /// read committed, as here, the read after a conflict sees the committed intent either
 /// way.
 pub async fn create(conn: &mut PgConnection, new: &NewIntent<'_>) -> sqlx::Result<(Intent, bool)> {
-    let inserted = sqlx::query(concat!(
-        "INSERT INTO payment_intents (id, idempotency_key, request_fingerprint, amount, \
-         currency, payment_method, status, decline_code, metadata) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-         ON CONFLICT (idempotency_key) DO NOTHING RETURNING ",
-        columns!()
-    ))
-    .bind(Intent::new_id())
-    .bind(new.idempotency_key)
-    .bind(new.fingerprint)
-    .bind(new.amount)
-    .bind(new.currency)
-    .bind(new.payment_method)
-    .bind(new.status.as_str())
-    .bind(new.decline_code)
-    .bind(new.metadata)
+    let inserted = sqlx::query_as!(
+        Intent,
+        r#"INSERT INTO payment_intents (id, idempotency_key, request_fingerprint, amount,
+               currency, payment_method, status, decline_code, metadata)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           ON CONFLICT (idempotency_key) DO NOTHING
+           RETURNING id, idempotency_key, request_fingerprint AS fingerprint, amount, currency,
+               status AS "status: Status", decline_code, metadata,
+               created_at AS created, updated_at AS updated, seq"#,
+        Intent::new_id(),
+        new.idempotency_key,
+        new.fingerprint,
+        new.amount,
+        new.currency,
+        new.payment_method,
+        new.status.as_str(),
+        new.decline_code,
+        new.metadata,
+    )
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some(row) = inserted {
-        return Ok((intent(&row)?, true));
+    if let Some(intent) = inserted {
+        return Ok((intent, true));
     }
     // DO NOTHING waited for the conflicting insert to commit, but this statement's
     // snapshot predates that commit, so the row is read by a new statement. Rows are
@@ -101,53 +80,54 @@ pub async fn create(conn: &mut PgConnection, new: &NewIntent<'_>) -> sqlx::Resul
 
 /// The intent `id`.
 pub async fn by_id(pool: &PgPool, id: &str) -> sqlx::Result<Option<Intent>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM payment_intents WHERE id = $1"
-    ))
-    .bind(id)
+    sqlx::query_as!(
+        Intent,
+        r#"SELECT id, idempotency_key, request_fingerprint AS fingerprint, amount, currency,
+               status AS "status: Status", decline_code, metadata,
+               created_at AS created, updated_at AS updated, seq
+           FROM payment_intents WHERE id = $1"#,
+        id
+    )
     .fetch_optional(pool)
-    .await?
-    .map(|row| intent(&row))
-    .transpose()
+    .await
 }
 
 /// The intent (or tombstone) holding `key`.
 pub async fn by_key<'e>(executor: impl PgExecutor<'e>, key: &str) -> sqlx::Result<Option<Intent>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM payment_intents WHERE idempotency_key = $1"
-    ))
-    .bind(key)
+    sqlx::query_as!(
+        Intent,
+        r#"SELECT id, idempotency_key, request_fingerprint AS fingerprint, amount, currency,
+               status AS "status: Status", decline_code, metadata,
+               created_at AS created, updated_at AS updated, seq
+           FROM payment_intents WHERE idempotency_key = $1"#,
+        key
+    )
     .fetch_optional(executor)
-    .await?
-    .map(|row| intent(&row))
-    .transpose()
+    .await
 }
 
 /// Makes one of `op`'s moves on intent `id`, if its status is one they start from.
 /// `None` when it is not (or there is no such intent).
 pub async fn transition(pool: &PgPool, id: &str, op: &Operation) -> sqlx::Result<Option<Intent>> {
-    let (from, to): (Vec<&str>, Vec<&str>) = op
+    let (from, to): (Vec<String>, Vec<String>) = op
         .moves
         .iter()
-        .map(|(from, to)| (from.as_str(), to.as_str()))
+        .map(|(from, to)| (from.as_str().to_owned(), to.as_str().to_owned()))
         .unzip();
-    sqlx::query(concat!(
-        "UPDATE payment_intents SET status = m.to_status, updated_at = now() \
-         FROM unnest($2::text[], $3::text[]) AS m(from_status, to_status) \
-         WHERE id = $1 AND status = m.from_status RETURNING ",
-        columns!()
-    ))
-    .bind(id)
-    .bind(from)
-    .bind(to)
+    sqlx::query_as!(
+        Intent,
+        r#"UPDATE payment_intents SET status = m.to_status, updated_at = now()
+           FROM unnest($2::text[], $3::text[]) AS m(from_status, to_status)
+           WHERE id = $1 AND status = m.from_status
+           RETURNING id, idempotency_key, request_fingerprint AS fingerprint, amount, currency,
+               status AS "status: Status", decline_code, metadata,
+               created_at AS created, updated_at AS updated, seq"#,
+        id,
+        &from,
+        &to
+    )
     .fetch_optional(pool)
-    .await?
-    .map(|row| intent(&row))
-    .transpose()
+    .await
 }
 
 /// What a technical cancel did.
@@ -166,19 +146,20 @@ pub enum KeyCancel {
 /// (and is voided here when authorized).
 pub async fn cancel_by_key(pool: &PgPool, key: &str) -> sqlx::Result<KeyCancel> {
     let tombstone_id = Intent::new_id();
-    let written = sqlx::query(concat!(
-        "INSERT INTO payment_intents AS p (id, idempotency_key, status) \
-         VALUES ($1, $2, 'voided') \
-         ON CONFLICT (idempotency_key) DO UPDATE SET status = 'voided', updated_at = now() \
-         WHERE p.status = 'authorized' RETURNING ",
-        columns!()
-    ))
-    .bind(&tombstone_id)
-    .bind(key)
+    let written = sqlx::query_as!(
+        Intent,
+        r#"INSERT INTO payment_intents AS p (id, idempotency_key, status)
+           VALUES ($1, $2, 'voided')
+           ON CONFLICT (idempotency_key) DO UPDATE SET status = 'voided', updated_at = now()
+           WHERE p.status = 'authorized'
+           RETURNING id, idempotency_key, request_fingerprint AS fingerprint, amount, currency,
+               status AS "status: Status", decline_code, metadata,
+               created_at AS created, updated_at AS updated, seq"#,
+        &tombstone_id,
+        key
+    )
     .fetch_optional(pool)
-    .await?
-    .map(|row| intent(&row))
-    .transpose()?;
+    .await?;
     match written {
         Some(intent) if intent.id == tombstone_id => Ok(KeyCancel::Tombstoned(intent)),
         Some(intent) => Ok(KeyCancel::Voided(intent)),
@@ -201,49 +182,35 @@ pub async fn list(
 ) -> sqlx::Result<Vec<Intent>> {
     // Two statements rather than `($1 IS NULL OR status = $1)`, whose generic plan
     // would not use the (status, seq) index.
-    let rows = match status {
+    match status {
         Some(status) => {
-            sqlx::query(concat!(
-                "SELECT ",
-                columns!(),
-                " FROM payment_intents WHERE status = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-            ))
-            .bind(status.as_str())
-            .bind(after)
-            .bind(limit)
+            sqlx::query_as!(
+                Intent,
+                r#"SELECT id, idempotency_key, request_fingerprint AS fingerprint, amount,
+                       currency, status AS "status: Status", decline_code, metadata,
+                       created_at AS created, updated_at AS updated, seq
+                   FROM payment_intents WHERE status = $1 AND seq > $2 ORDER BY seq LIMIT $3"#,
+                status.as_str(),
+                after,
+                limit
+            )
             .fetch_all(pool)
-            .await?
+            .await
         }
         None => {
-            sqlx::query(concat!(
-                "SELECT ",
-                columns!(),
-                " FROM payment_intents WHERE seq > $1 ORDER BY seq LIMIT $2"
-            ))
-            .bind(after)
-            .bind(limit)
+            sqlx::query_as!(
+                Intent,
+                r#"SELECT id, idempotency_key, request_fingerprint AS fingerprint, amount,
+                       currency, status AS "status: Status", decline_code, metadata,
+                       created_at AS created, updated_at AS updated, seq
+                   FROM payment_intents WHERE seq > $1 ORDER BY seq LIMIT $2"#,
+                after,
+                limit
+            )
             .fetch_all(pool)
-            .await?
+            .await
         }
-    };
-    rows.iter().map(intent).collect()
-}
-
-/// The columns of a payment method read back, in the order [`payment_method`] expects
-/// them (never its card token).
-macro_rules! method_columns {
-    () => {
-        "id, idempotency_key, request_fingerprint, created_at"
-    };
-}
-
-fn payment_method(row: &PgRow) -> sqlx::Result<PaymentMethod> {
-    Ok(PaymentMethod {
-        id: row.try_get("id")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        fingerprint: row.try_get("request_fingerprint")?,
-        created: row.try_get("created_at")?,
-    })
+    }
 }
 
 /// A payment method to record.
@@ -263,48 +230,47 @@ pub async fn create_payment_method(
     pool: &PgPool,
     new: &NewPaymentMethod<'_>,
 ) -> sqlx::Result<(PaymentMethod, bool)> {
-    let inserted = sqlx::query(concat!(
-        "INSERT INTO payment_methods (id, card_token, idempotency_key, request_fingerprint) \
-         VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (idempotency_key) DO NOTHING RETURNING ",
-        method_columns!()
-    ))
-    .bind(PaymentMethod::new_id())
-    .bind(new.card_token)
-    .bind(new.idempotency_key)
-    .bind(new.idempotency_key.map(|_| new.fingerprint))
+    let inserted = sqlx::query_as!(
+        PaymentMethod,
+        "INSERT INTO payment_methods (id, card_token, idempotency_key, request_fingerprint)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING id, idempotency_key, request_fingerprint AS fingerprint, created_at AS created",
+        PaymentMethod::new_id(),
+        new.card_token,
+        new.idempotency_key,
+        new.idempotency_key.map(|_| new.fingerprint),
+    )
     .fetch_optional(pool)
     .await?;
-    if let Some(row) = inserted {
-        return Ok((payment_method(&row)?, true));
+    if let Some(method) = inserted {
+        return Ok((method, true));
     }
     // Only a key conflicts (NULLs are distinct). As in `create`: the winner committed,
     // a new statement sees it, and rows are never deleted.
     let key = new.idempotency_key.ok_or(sqlx::Error::RowNotFound)?;
-    let existing = sqlx::query(concat!(
-        "SELECT ",
-        method_columns!(),
-        " FROM payment_methods WHERE idempotency_key = $1"
-    ))
-    .bind(key)
+    let existing = sqlx::query_as!(
+        PaymentMethod,
+        "SELECT id, idempotency_key, request_fingerprint AS fingerprint, created_at AS created
+         FROM payment_methods WHERE idempotency_key = $1",
+        key
+    )
     .fetch_optional(pool)
     .await?
     .ok_or(sqlx::Error::RowNotFound)?;
-    Ok((payment_method(&existing)?, false))
+    Ok((existing, false))
 }
 
 /// The payment method `id`.
 pub async fn payment_method_by_id(pool: &PgPool, id: &str) -> sqlx::Result<Option<PaymentMethod>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        method_columns!(),
-        " FROM payment_methods WHERE id = $1"
-    ))
-    .bind(id)
+    sqlx::query_as!(
+        PaymentMethod,
+        "SELECT id, idempotency_key, request_fingerprint AS fingerprint, created_at AS created
+         FROM payment_methods WHERE id = $1",
+        id
+    )
     .fetch_optional(pool)
-    .await?
-    .map(|row| payment_method(&row))
-    .transpose()
+    .await
 }
 
 /// The card token of payment method `id`, `None` when there is no such payment method.
@@ -312,8 +278,7 @@ pub async fn payment_method_by_id(pool: &PgPool, id: &str) -> sqlx::Result<Optio
 /// delete one), so no lock is needed for the token read to be the one the intent is
 /// authorized and recorded with.
 pub async fn card_token(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT card_token FROM payment_methods WHERE id = $1")
-        .bind(id)
+    sqlx::query_scalar!("SELECT card_token FROM payment_methods WHERE id = $1", id)
         .fetch_optional(conn)
         .await
 }

@@ -152,11 +152,11 @@ fn invalid() -> ApiError {
 /// Who booked `id`, from the event store (the truth: a booking the caller was just
 /// answered for is there, even when the read model does not have it yet).
 pub async fn booking_owner(state: &AppState, id: Uuid) -> Result<Option<String>, ApiError> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "SELECT payload -> 'BookingRequested' ->> 'user_id' FROM events
           WHERE aggregate_type = 'booking' AND aggregate_id = $1 AND sequence = 1",
+        id.to_string()
     )
-    .bind(id.to_string())
     .fetch_optional(state.store.pool())
     .await
     .map(Option::flatten)

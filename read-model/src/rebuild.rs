@@ -57,73 +57,77 @@ pub async fn request(
     let mut tx = read.begin().await?;
     if let Some(key) = key {
         // Serializes requests with one key, so two never both ask.
-        sqlx::query(
+        sqlx::query!(
             "SELECT pg_advisory_xact_lock(hashtext('boxoffice.rebuild-key.' || $1 || '.' || $2))",
+            key.user_id,
+            key.key
         )
-        .bind(key.user_id)
-        .bind(key.key)
         .execute(&mut *tx)
         .await?;
-        let first: Option<(String, i64)> = sqlx::query_as(
+        let first = sqlx::query!(
             "SELECT request_fingerprint, rebuild_id FROM rebuild_request_keys
               WHERE user_id = $1 AND idempotency_key = $2
                 AND created_at > now() - make_interval(secs => $3)",
+            key.user_id,
+            key.key,
+            key.ttl.as_secs_f64()
         )
-        .bind(key.user_id)
-        .bind(key.key)
-        .bind(key.ttl.as_secs_f64())
         .fetch_optional(&mut *tx)
         .await?;
         match first {
-            Some((fingerprint, id)) if fingerprint == key.fingerprint => return Ok(id),
+            Some(first) if first.request_fingerprint == key.fingerprint => {
+                return Ok(first.rebuild_id)
+            }
             Some(_) => return Err(RebuildError::KeyReused),
             None => {}
         }
     }
     let projection: Projection = name.parse()?;
     // Serializes requests for one projection, so two never both insert.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('boxoffice.rebuild-request.' || $1))")
-        .bind(projection.name())
-        .execute(&mut *tx)
-        .await?;
-    let open: Option<i64> = sqlx::query_scalar(
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtext('boxoffice.rebuild-request.' || $1))",
+        projection.name()
+    )
+    .execute(&mut *tx)
+    .await?;
+    let open: Option<i64> = sqlx::query_scalar!(
         "SELECT id FROM projection_rebuilds
           WHERE projection = $1 AND status IN ('requested', 'running') ORDER BY id LIMIT 1",
+        projection.name()
     )
-    .bind(projection.name())
     .fetch_optional(&mut *tx)
     .await?;
     let id = match open {
         Some(id) => id,
         None => {
-            sqlx::query_scalar(
+            sqlx::query_scalar!(
                 "INSERT INTO projection_rebuilds (projection, status) VALUES ($1, 'requested') RETURNING id",
+                projection.name()
             )
-            .bind(projection.name())
             .fetch_one(&mut *tx)
             .await?
         }
     };
     if let Some(key) = key {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO rebuild_request_keys (user_id, idempotency_key, request_fingerprint, rebuild_id, projection)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (user_id, idempotency_key) DO UPDATE
                  SET request_fingerprint = EXCLUDED.request_fingerprint, rebuild_id = EXCLUDED.rebuild_id,
                      projection = EXCLUDED.projection, created_at = now()",
+            key.user_id,
+            key.key,
+            key.fingerprint,
+            id,
+            projection.name()
         )
-        .bind(key.user_id)
-        .bind(key.key)
-        .bind(key.fingerprint)
-        .bind(id)
-        .bind(projection.name())
         .execute(&mut *tx)
         .await?;
         // The table stays small: expired keys go as new ones come.
-        sqlx::query(
+        sqlx::query!(
             "DELETE FROM rebuild_request_keys WHERE created_at < now() - make_interval(secs => $1)",
+            key.ttl.as_secs_f64(),
         )
-        .bind(key.ttl.as_secs_f64())
         .execute(&mut *tx)
         .await?;
     }

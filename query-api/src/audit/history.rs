@@ -56,11 +56,12 @@ pub async fn page(
 
 /// Whether the stream has any event.
 pub async fn exists(pool: &PgPool, aggregate_type: &str, aggregate_id: &str) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT FROM events WHERE aggregate_type = $1 AND aggregate_id = $2)",
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT FROM events WHERE aggregate_type = $1 AND aggregate_id = $2)
+               AS "exists!""#,
+        aggregate_type,
+        aggregate_id
     )
-    .bind(aggregate_type)
-    .bind(aggregate_id)
     .fetch_one(pool)
     .await
 }
