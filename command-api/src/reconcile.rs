@@ -136,17 +136,18 @@ impl Reconciler {
         // A session lock on one pooled connection, held for the pass: a process that
         // dies mid-pass drops the connection, and the lock with it.
         let mut conn = self.pool.acquire().await?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(SWEEP_LOCK)
-            .fetch_one(&mut *conn)
-            .await?;
+        let locked = sqlx::query_scalar!(
+            r#"SELECT pg_try_advisory_lock($1) AS "locked!""#,
+            SWEEP_LOCK
+        )
+        .fetch_one(&mut *conn)
+        .await?;
         if !locked {
             return Ok(None);
         }
         let outcome = self.sweep(shutdown).await;
-        if let Err(err) = sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(SWEEP_LOCK)
-            .execute(&mut *conn)
+        if let Err(err) = sqlx::query!("SELECT pg_advisory_unlock($1)", SWEEP_LOCK)
+            .fetch_one(&mut *conn)
             .await
         {
             // The connection must not go back to the pool holding the lock.

@@ -96,8 +96,7 @@ pub async fn notify_after_commits(
             changed = appended.changed() => if changed.is_err() { return },
         }
         let sent = Instant::now();
-        if let Err(err) = sqlx::query("SELECT pg_notify($1, '')")
-            .bind(CHANNEL)
+        if let Err(err) = sqlx::query!("SELECT pg_notify($1, '')", CHANNEL)
             .execute(&pool)
             .await
         {
@@ -190,10 +189,12 @@ impl Relay {
                 }
             }
             if let Some(c) = conn.as_mut() {
-                match sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
-                    .bind(LEADER_LOCK)
-                    .fetch_one(&mut *c)
-                    .await
+                match sqlx::query_scalar!(
+                    r#"SELECT pg_try_advisory_lock($1) AS "locked!""#,
+                    LEADER_LOCK
+                )
+                .fetch_one(&mut *c)
+                .await
                 {
                     Ok(true) => return conn,
                     Ok(false) => {}
@@ -230,7 +231,7 @@ impl Relay {
 
         while !shutdown.is_cancelled() {
             if backlog_counted.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-                let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+                let backlog: i64 = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM outbox"#)
                     .fetch_one(&self.pool)
                     .await?;
                 self.metrics.outbox_backlog.set(backlog);

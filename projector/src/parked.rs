@@ -43,13 +43,23 @@ pub async fn run(ctx: Arc<Context>, every: Duration, shutdown: CancellationToken
 /// Tries the parked events again (all of them, or those an admin asked for), and
 /// updates the gauge. Returns how many were tried.
 pub async fn retry(ctx: &Context, all: bool) -> anyhow::Result<usize> {
-    let parked: Vec<(i64, String, Uuid, i64)> = sqlx::query_as(
+    let parked: Vec<(i64, String, Uuid, i64)> = sqlx::query!(
         "SELECT position, aggregate_type, aggregate_id, sequence FROM parked_events
           WHERE $1 OR retry_requested_at IS NOT NULL ORDER BY position LIMIT 100",
+        all
     )
-    .bind(all)
     .fetch_all(&ctx.read)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|row| {
+        (
+            row.position,
+            row.aggregate_type,
+            row.aggregate_id,
+            row.sequence,
+        )
+    })
+    .collect();
     for (position, aggregate_type, aggregate_id, sequence) in &parked {
         let events = ctx
             .store
@@ -57,17 +67,23 @@ pub async fn retry(ctx: &Context, all: bool) -> anyhow::Result<usize> {
             .await?;
         let mut tx = ctx.read.begin().await?;
         let applied = apply_batch(&mut tx, &ctx.store, Target::Live, &events).await?;
-        sqlx::query("UPDATE parked_events SET retry_requested_at = NULL WHERE position = $1")
-            .bind(position)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE parked_events SET retry_requested_at = NULL WHERE position = $1",
+            position
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         ctx.metrics.record(&applied);
     }
-    let counts: Vec<(String, i64)> =
-        sqlx::query_as("SELECT projection, count(*) FROM parked_events GROUP BY projection")
-            .fetch_all(&ctx.read)
-            .await?;
+    let counts: Vec<(String, i64)> = sqlx::query!(
+        r#"SELECT projection, count(*) AS "count!" FROM parked_events GROUP BY projection"#
+    )
+    .fetch_all(&ctx.read)
+    .await?
+    .into_iter()
+    .map(|row| (row.projection, row.count))
+    .collect();
     for projection in Projection::ALL {
         let count = counts
             .iter()

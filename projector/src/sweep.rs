@@ -43,11 +43,11 @@ pub async fn sweep_once(ctx: &Context) -> anyhow::Result<u64> {
         let started = Instant::now();
         let mut tx = ctx.read.begin().await?;
         // Another process sweeping holds the row: leave it to that one.
-        let Some((transaction_id, position)) = sqlx::query_as::<_, (i64, i64)>(
-            "SELECT transaction_id, position FROM store_sweep FOR UPDATE SKIP LOCKED",
-        )
-        .fetch_optional(&mut *tx)
-        .await?
+        let Some((transaction_id, position)) =
+            sqlx::query!("SELECT transaction_id, position FROM store_sweep FOR UPDATE SKIP LOCKED")
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| (row.transaction_id, row.position))
         else {
             return Ok(read);
         };
@@ -67,11 +67,13 @@ pub async fn sweep_once(ctx: &Context) -> anyhow::Result<u64> {
         };
         let events: Vec<_> = batch.into_iter().map(|(_, event)| event).collect();
         let applied = apply_batch(&mut tx, &ctx.store, Target::Live, &events).await?;
-        sqlx::query("UPDATE store_sweep SET transaction_id = $1, position = $2")
-            .bind(last.transaction_id)
-            .bind(last.position)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE store_sweep SET transaction_id = $1, position = $2",
+            last.transaction_id,
+            last.position
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         ctx.metrics.record(&applied);
         if applied.iter().any(|(_, a)| a.events > 0) {
