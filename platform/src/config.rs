@@ -18,6 +18,10 @@ use anyhow::anyhow;
 use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 
+/// The `--help` footer of every binary: how its settings are read.
+pub const ENV_HELP: &str = "Every setting is also read from the environment variable shown \
+                            with it; an empty variable counts as unset.";
+
 /// The value parser of every setting: a value set to nothing (as compose writes
 /// `${VAR:-}`) counts as unset, so the argument's default applies (and an optional
 /// string stays empty, which [`set`] turns into `None`); any other value is parsed with

@@ -9,8 +9,7 @@ use crate::config::Settings;
 #[derive(Parser)]
 #[command(
     name = "query-api",
-    after_help = "Every setting is also read from the environment variable shown with it; \
-                  an empty variable counts as unset."
+    after_help = platform::config::ENV_HELP
 )]
 pub struct Cli {
     #[command(flatten)]
