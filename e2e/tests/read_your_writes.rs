@@ -1,11 +1,9 @@
 //! Read your writes: a GET with a command's consistency token sees that command's
 //! effect on the first try, or answers 503 `not_caught_up` with `Retry-After`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use e2e::*;
 use reqwest::StatusCode;
 
 #[tokio::test]

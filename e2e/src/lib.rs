@@ -1,7 +1,10 @@
 //! The whole system in the test process: command-api (relay on), projector and
 //! query-api on a fresh database and a topic of the test's own.
-
-#![allow(dead_code, unused_imports)] // each test file uses its own part of this
+//!
+//! The tests under `tests/` drive boxoffice end to end: a booking from the command
+//! through the relay, the topic, the projector and the sagas to the read model query-api
+//! serves. They live in a crate of their own so that no service has to link another
+//! one (query-api knows nothing of the projector; this crate links all of them).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

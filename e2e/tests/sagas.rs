@@ -2,13 +2,11 @@
 //! out, declined payment, expired hold, cancellation by the user and by the event, an
 //! unreachable gateway, and a crowd racing for few seats.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use e2e::*;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -2,13 +2,11 @@
 //! session is gone cannot publish or delete another batch, so two relays never publish
 //! side by side, and the projections come out as if nothing had happened.
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use e2e::*;
 use testkit::service::serve;
 use testkit::{eventually, read_topic, JWT_SECRET};
 

@@ -1,12 +1,10 @@
 //! The projector under the failures it must survive: duplicated and redelivered
 //! messages, gaps, several processes, a broker that lost its data, a crash mid-batch.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use domain::booking::BookingCommand;
+use e2e::*;
 use platform::kafka::{client_config, KafkaLogs, WireEvent};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use reqwest::StatusCode;

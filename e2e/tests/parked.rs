@@ -4,11 +4,9 @@
 //! other streams go on. A saga that fails the same way again and again is parked too,
 //! listed, counted in a metric, and retried on request, while other sagas go on.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use e2e::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use testkit::eventually;

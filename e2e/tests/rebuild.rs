@@ -1,13 +1,11 @@
 //! Rebuilding a projection while it serves: queries never see an empty or partial
 //! model, and the rebuilt model equals the live one row for row.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use e2e::*;
 use reqwest::StatusCode;
 use serde_json::json;
 use testkit::eventually;

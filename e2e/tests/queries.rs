@@ -2,9 +2,7 @@
 //! query API out. Filters, pagination that stays stable while rows are inserted, and
 //! who may see what.
 
-mod common;
-
-use common::*;
+use e2e::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

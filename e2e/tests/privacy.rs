@@ -8,13 +8,11 @@
 //! The customer is erased; their contact data is then nowhere in clear text either,
 //! while the hash chain still verifies, and their next booking gets a new key.
 
-mod common;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use e2e::*;
 use platform::auth::{Claims, Jwt, Role};
 use reqwest::StatusCode;
 use serde_json::{json, Value};

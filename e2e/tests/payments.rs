@@ -4,13 +4,11 @@
 //! breaker that holds sagas back during an outage instead of failing them, and the
 //! reconciliation sweep that finds and mends what the sagas cannot see.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use domain::booking::{BookingFact, Reason};
 use domain::values::Currency;
+use e2e::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use testkit::eventually;
