@@ -434,6 +434,87 @@ wait_http() ( # URL TIMEOUT_SECS [PID]
     done
 )
 
+# --- the front door (nginx) ---------------------------------------------------------
+
+# One address for clients: ops/nginx/boxoffice.conf.template routes commands to
+# command-api and reads to query-api and bounds size and rate at the edge.
+#   BOXOFFICE_GATEWAY_PORT (8000)        its plain-HTTP port on 127.0.0.1
+#   BOXOFFICE_GATEWAY_RATE (200)         requests/s per client address, sustained
+#   BOXOFFICE_GATEWAY_BURST (400)        requests a client may run ahead of that
+#   BOXOFFICE_GATEWAY_TLS_CERT, _KEY     PEM files: with both set, it also serves TLS on
+#   BOXOFFICE_GATEWAY_TLS_PORT (8443)
+GATEWAY_PORT="${BOXOFFICE_GATEWAY_PORT:-8000}"
+GATEWAY_TLS_PORT="${BOXOFFICE_GATEWAY_TLS_PORT:-8443}"
+
+nginx_bin() {
+    command -v nginx 2>/dev/null || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; }
+}
+
+ensure_nginx_installed() (
+    set -euo pipefail
+    if [[ -z $(nginx_bin) ]]; then
+        say "nginx not found; installing Debian's nginx with apt-get"
+        local sudo=()
+        ((EUID == 0)) || sudo=(sudo)
+        "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 update
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
+            install -y --no-install-recommends nginx
+        [[ -n $(nginx_bin) ]] || die "apt-get installed nginx but no nginx binary was found"
+    fi
+    say "nginx: $(nginx_bin) ($("$(nginx_bin)" -v 2>&1))"
+)
+
+# Write DIR/nginx.conf from the template. Our instance runs with this file alone
+# (never /etc/nginx), with its pid, logs and temporary files in DIR.
+render_gateway_conf() ( # DIR LISTEN COMMAND_API QUERY_API
+    set -euo pipefail
+    local dir="$1" listen="$2" command="$3" query="$4" tls=""
+    local cert="${BOXOFFICE_GATEWAY_TLS_CERT:-}" key="${BOXOFFICE_GATEWAY_TLS_KEY:-}"
+    if [[ -n $cert || -n $key ]]; then
+        [[ -r $cert && -r $key ]] || die "BOXOFFICE_GATEWAY_TLS_CERT and _KEY must both name readable PEM files"
+        tls="listen 127.0.0.1:$GATEWAY_TLS_PORT ssl; ssl_certificate $cert; ssl_certificate_key $key; ssl_protocols TLSv1.2 TLSv1.3;"
+    fi
+    mkdir -p "$dir/tmp"
+    sed -e "s|@@DIR@@|$dir|g" -e "s|@@LISTEN@@|$listen|g" -e "s|@@TLS@@|$tls|g" \
+        -e "s|@@COMMAND_API@@|$command|g" -e "s|@@QUERY_API@@|$query|g" \
+        -e "s|@@RATE@@|${BOXOFFICE_GATEWAY_RATE:-200}|g" \
+        -e "s|@@BURST@@|${BOXOFFICE_GATEWAY_BURST:-400}|g" \
+        "$REPO/ops/nginx/boxoffice.conf.template" >"$dir/nginx.conf.new"
+    ! grep -n '@@[A-Z_]*@@' "$dir/nginx.conf.new" || die "a placeholder of the gateway's template was left unreplaced"
+    mv -f "$dir/nginx.conf.new" "$dir/nginx.conf"
+)
+
+# Start the gateway in front of COMMAND_API and QUERY_API (host:port each), or
+# reload it with a freshly rendered configuration when it runs. Idempotent.
+start_gateway() ( # COMMAND_API QUERY_API
+    set -euo pipefail
+    local dir="$STATE_DIR/gateway" nginx pid listen="127.0.0.1:$GATEWAY_PORT"
+    nginx="$(nginx_bin)" || die "nginx is not installed (run ensure_nginx_installed)"
+    render_gateway_conf "$dir" "$listen" "$1" "$2"
+    local args=(-p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log")
+    "$nginx" -t -q "${args[@]}" || die "nginx refuses $dir/nginx.conf (above)"
+    if pid="$(pid_alive "$dir/nginx.pid" nginx)"; then
+        say "gateway already running (pid $pid): reloading its configuration"
+        kill -HUP "$pid"
+    else
+        port_open "$GATEWAY_PORT" &&
+            die "port $GATEWAY_PORT is already taken by another process (set BOXOFFICE_GATEWAY_PORT to use another one)"
+        say "starting the gateway (nginx) on $listen (log: $dir/access.log)"
+        rm -f "$dir/nginx.pid"
+        setsid nohup "$nginx" "${args[@]}" >"$dir/nginx.out" 2>&1 </dev/null &
+    fi
+    wait_http "http://$listen/health" 30 || {
+        show_log_tail "$dir/error.log"
+        die "the gateway did not answer on $listen"
+    }
+)
+
+stop_gateway() (
+    set -euo pipefail
+    # nginx's master leaves on SIGTERM after its workers (fast shutdown).
+    stop_pidfile gateway "$STATE_DIR/gateway/nginx.pid" nginx 15
+)
+
 # --- environment for the services -----------------------------------------------
 
 # Two files, both private to this user:
@@ -455,6 +536,8 @@ write_env_file() (
     tmp="$(mktemp "$common.XXXXXX")"
     {
         echo "# Written by scripts/lib.sh (write_env_file); regenerated on every start."
+        # The front door: the one address clients use (scripts/up prints it).
+        printf 'export BOXOFFICE_URL=%q\n' "http://127.0.0.1:$GATEWAY_PORT"
         printf 'export KAFKA_BROKERS=%q\n' "127.0.0.1:$KAFKA_PORT"
         printf 'export KAFKA_TOPIC=%q\n' "$KAFKA_TOPIC_DEFAULT"
         printf 'export BOXOFFICE_JWT_SECRET=%q\n' "$secret"

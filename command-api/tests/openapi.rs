@@ -103,7 +103,7 @@ async fn the_service_serves_its_document_and_a_browsable_ui() {
     assert_eq!(ui.status(), StatusCode::OK);
     let page = ui.text().await.expect("body");
     assert!(
-        page.contains("/openapi.json") && page.contains("swagger-ui-bundle.js"),
+        page.contains("url: 'openapi.json'") && page.contains("swagger-ui-bundle.js"),
         "{page}"
     );
     // The UI's script comes from the service itself, not from a CDN.

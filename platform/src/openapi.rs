@@ -343,6 +343,11 @@ pub fn to_json(api: &OpenApi) -> String {
 }
 
 /// `GET /openapi.json` (the document) and `GET /docs` (Swagger UI, from the binary).
+///
+/// The UI page names the document by a relative URL (`openapi.json`), so behind the
+/// front door, which serves this service's page as `/command-api/docs` (or
+/// `/query-api/docs`), it loads `/command-api/openapi.json`; its assets stay under
+/// `/docs/`, the same bytes in every service.
 pub fn docs_router(document: String, title: &str) -> Router {
     let served = Router::new().route(
         "/openapi.json",
@@ -354,7 +359,7 @@ pub fn docs_router(document: String, title: &str) -> Router {
     served.merge(swagger_ui_dist::generate_routes(
         swagger_ui_dist::ApiDefinition {
             uri_prefix: "/docs".to_owned(),
-            api_definition: swagger_ui_dist::OpenApiSource::Uri("/openapi.json".to_owned()),
+            api_definition: swagger_ui_dist::OpenApiSource::Uri("openapi.json".to_owned()),
             title: Some(title.to_owned()),
         },
     ))

@@ -132,7 +132,7 @@ async fn the_service_serves_its_document_and_a_browsable_ui() {
     assert_eq!(ui.status(), StatusCode::OK);
     let page = ui.text().await.expect("body");
     assert!(
-        page.contains("/openapi.json") && !page.contains("https://"),
+        page.contains("url: 'openapi.json'") && !page.contains("https://"),
         "{page}"
     );
     api.stop().await;

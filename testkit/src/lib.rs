@@ -7,6 +7,7 @@
 //!   own ([`unique_topic`]).
 //! - `BOXOFFICE_TANSU_BIN`: for tests that stop and restart a broker, a private one
 //!   ([`PrivateBroker`]).
+//! - `BOXOFFICE_NGINX_BIN`: the front door ([`front_door`]).
 //!
 //! Nothing here sleeps to synchronise: [`eventually`] polls a condition until a
 //! deadline.
@@ -15,6 +16,7 @@
 //! child process; [`gateway`] runs the payment gateway in this process.
 
 pub mod api;
+pub mod front_door;
 pub mod gateway;
 mod payments;
 pub mod roles;
