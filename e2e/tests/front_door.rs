@@ -67,13 +67,17 @@ async fn a_customer_books_and_reads_back_through_one_address() {
     assert_eq!(read.body["id"], id.as_str());
 
     // The saga confirms it; the customer sees that through the same address.
-    eventually(Duration::from_secs(60), "the booking to be confirmed", || {
-        let (client, url, alice) = (&client, door.url(&format!("/v1/bookings/{id}")), &alice);
-        async move {
-            let answer = get(client, &url, alice, &[]).await;
-            (answer.body["status"] == "confirmed").then_some(())
-        }
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the booking to be confirmed",
+        || {
+            let (client, url, alice) = (&client, door.url(&format!("/v1/bookings/{id}")), &alice);
+            async move {
+                let answer = get(client, &url, alice, &[]).await;
+                (answer.body["status"] == "confirmed").then_some(())
+            }
+        },
+    )
     .await;
     let mine = get(&client, &door.url("/v1/users/me/bookings"), &alice, &[]).await;
     assert_eq!(mine.status, StatusCode::OK, "{}", mine.body);
@@ -153,8 +157,9 @@ async fn request_ids_and_trace_context_pass_through() {
     }
     let log = door.access_log();
     assert!(
-        log.lines().any(|l| l.contains("\"request_id\":\"bob-req-42\"")
-            && l.contains("4bf92f3577b34da6a3ce929d0e0e4736")),
+        log.lines()
+            .any(|l| l.contains("\"request_id\":\"bob-req-42\"")
+                && l.contains("4bf92f3577b34da6a3ce929d0e0e4736")),
         "the access log lacks the client's request id and traceparent: {log}"
     );
     drop(door);
@@ -186,7 +191,10 @@ async fn the_contracts_and_their_uis_are_served_under_each_service_name() {
     for page in ["/command-api/docs", "/query-api/docs"] {
         let html = text(page).await;
         assert!(html.contains("url: 'openapi.json'"), "{page}: {html}");
-        assert!(html.contains("/docs/swagger-ui-bundle.js"), "{page}: {html}");
+        assert!(
+            html.contains("/docs/swagger-ui-bundle.js"),
+            "{page}: {html}"
+        );
     }
     assert!(text("/docs/swagger-ui-bundle.js").await.len() > 10_000);
     let index = text("/docs").await;
@@ -199,7 +207,10 @@ async fn the_contracts_and_their_uis_are_served_under_each_service_name() {
 async fn code_of(answer: reqwest::Response) -> (StatusCode, String) {
     let status = answer.status();
     let body: Value = answer.json().await.expect("a JSON body");
-    (status, body["error"]["code"].as_str().unwrap_or("").to_owned())
+    (
+        status,
+        body["error"]["code"].as_str().unwrap_or("").to_owned(),
+    )
 }
 
 #[tokio::test]
@@ -262,7 +273,10 @@ async fn the_edge_refuses_in_the_services_envelope() {
             answered += 1;
         }
     }
-    assert!(limited >= 5 && answered >= 1, "{limited} limited, {answered} answered");
+    assert!(
+        limited >= 5 && answered >= 1,
+        "{limited} limited, {answered} answered"
+    );
     drop(strict);
 
     // A service that cannot be reached: 503 unavailable with Retry-After.
