@@ -356,6 +356,9 @@ where
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(|| ApiError::unauthorized("expected a Bearer token"))?;
         let claims = Jwt::from_ref(state).verify(token.trim())?;
+        if let Some(log) = parts.extensions.get::<crate::access_log::AccessUser>() {
+            log.set(&claims.sub);
+        }
         Ok(Self {
             id: claims.sub,
             role: claims.role,

@@ -12,6 +12,7 @@
 //! - [`personal`]: contact data sealed under per-user keys (crypto-shredding).
 //! - [`server`]: serving HTTP with bounds on time and requests in flight.
 
+pub mod access_log;
 pub mod auth;
 pub mod cloudevents;
 pub mod config;

@@ -58,6 +58,21 @@ impl FrontDoor {
         assert!(!conf.contains("@@"), "a placeholder was left unreplaced");
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("cannot write nginx.conf");
+        let check = Command::new(env("BOXOFFICE_NGINX_BIN"))
+            .arg("-t")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .output()
+            .expect("cannot run nginx -t");
+        assert!(
+            check.status.success(),
+            "nginx refuses the configuration: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
         let child = Command::new(env("BOXOFFICE_NGINX_BIN"))
             .arg("-p")
             .arg(&dir)

@@ -41,6 +41,7 @@ pub fn router(
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(platform::access_log::layer))
         .with_state(state)
         .merge(platform::openapi::docs_router(
             crate::openapi::document_json(),

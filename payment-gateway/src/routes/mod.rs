@@ -47,6 +47,7 @@ pub fn router(
         .merge(metrics_router(registry))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn(platform::access_log::layer))
         .with_state(state)
 }
 
