@@ -466,22 +466,21 @@ ensure_nginx_installed() (
 
 # Write DIR/nginx.conf from the template. Our instance runs with this file alone
 # (never /etc/nginx), with its pid, logs and temporary files in DIR.
-render_gateway_conf() ( # DIR LISTEN COMMAND_API QUERY_API
+render_gateway_conf() ( # DIR LISTEN COMMAND_API QUERY_API [LOGS=DIR] [OUT=DIR/nginx.conf]
     set -euo pipefail
-    local dir="$1" listen="$2" command="$3" query="$4" tls=""
+    local dir="$1" listen="$2" command="$3" query="$4" logs="${5:-$1}" out="${6:-$1/nginx.conf}" tls=""
     local cert="${BOXOFFICE_GATEWAY_TLS_CERT:-}" key="${BOXOFFICE_GATEWAY_TLS_KEY:-}"
     if [[ -n $cert || -n $key ]]; then
         [[ -r $cert && -r $key ]] || die "BOXOFFICE_GATEWAY_TLS_CERT and _KEY must both name readable PEM files"
         tls="listen 127.0.0.1:$GATEWAY_TLS_PORT ssl; ssl_certificate $cert; ssl_certificate_key $key; ssl_protocols TLSv1.2 TLSv1.3;"
     fi
-    mkdir -p "$dir/tmp"
-    sed -e "s|@@DIR@@|$dir|g" -e "s|@@LISTEN@@|$listen|g" -e "s|@@TLS@@|$tls|g" \
+    sed -e "s|@@DIR@@|$dir|g" -e "s|@@LOGS@@|$logs|g" -e "s|@@LISTEN@@|$listen|g" -e "s|@@TLS@@|$tls|g" \
         -e "s|@@COMMAND_API@@|$command|g" -e "s|@@QUERY_API@@|$query|g" \
         -e "s|@@RATE@@|${BOXOFFICE_GATEWAY_RATE:-200}|g" \
         -e "s|@@BURST@@|${BOXOFFICE_GATEWAY_BURST:-400}|g" \
-        "$REPO/ops/nginx/boxoffice.conf.template" >"$dir/nginx.conf.new"
-    ! grep -n '@@[A-Z_]*@@' "$dir/nginx.conf.new" || die "a placeholder of the gateway's template was left unreplaced"
-    mv -f "$dir/nginx.conf.new" "$dir/nginx.conf"
+        "$REPO/ops/nginx/boxoffice.conf.template" >"$out.new"
+    ! grep -n '@@[A-Z_]*@@' "$out.new" || die "a placeholder of the gateway's template was left unreplaced"
+    mv -f "$out.new" "$out"
 )
 
 # Start the gateway in front of COMMAND_API and QUERY_API (host:port each), or
@@ -490,6 +489,7 @@ start_gateway() ( # COMMAND_API QUERY_API
     set -euo pipefail
     local dir="$STATE_DIR/gateway" nginx pid listen="127.0.0.1:$GATEWAY_PORT"
     nginx="$(nginx_bin)" || die "nginx is not installed (run ensure_nginx_installed)"
+    mkdir -p "$dir"
     render_gateway_conf "$dir" "$listen" "$1" "$2"
     local args=(-p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log")
     "$nginx" -t -q "${args[@]}" || die "nginx refuses $dir/nginx.conf (above)"

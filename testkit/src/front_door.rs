@@ -46,9 +46,10 @@ impl FrontDoor {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let dir = std::env::temp_dir().join(format!("boxoffice-nginx-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("tmp")).expect("cannot create nginx's directory");
+        std::fs::create_dir_all(&dir).expect("cannot create nginx's directory");
         let conf = TEMPLATE
             .replace("@@DIR@@", &dir.display().to_string())
+            .replace("@@LOGS@@", &dir.display().to_string())
             .replace("@@LISTEN@@", &addr.to_string())
             .replace("@@TLS@@", "")
             .replace("@@COMMAND_API@@", &command.to_string())
