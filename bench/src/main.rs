@@ -16,6 +16,8 @@
 //!   booking's final status; baseline: the same clients on an event each.
 //! - `audit`: export and verify of N events in a scratch database; baseline: the same
 //!   rows streamed out of the store. Then appends with the hash chain against without.
+//! - `otlp-sink`: not a measurement: an OTLP/HTTP endpoint that takes and counts trace
+//!   exports, to measure the services with export on where no collector runs.
 //! - `chaos`: not a measurement but a drill: a system of its own under load while its
 //!   processes are killed at random; exits 1 when anything was lost or done twice.
 
@@ -24,6 +26,7 @@ mod bookings;
 mod chaos;
 mod freshness;
 mod hot_event;
+mod otlp_sink;
 mod rebuild;
 mod report;
 mod scratch;
@@ -56,6 +59,9 @@ enum Scenario {
     /// A system of its own under load while services, the broker and database
     /// sessions are killed at random; then checks that nothing was lost or done twice.
     Chaos(chaos::Args),
+    /// An OTLP/HTTP endpoint that takes and counts trace exports (for a run with
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` set where no collector runs).
+    OtlpSink(otlp_sink::Args),
 }
 
 #[tokio::main]
@@ -67,5 +73,6 @@ async fn main() -> anyhow::Result<()> {
         Scenario::HotEvent(args) => hot_event::run(args).await,
         Scenario::Audit(args) => audit::run(args).await,
         Scenario::Chaos(args) => chaos::run(args).await,
+        Scenario::OtlpSink(args) => otlp_sink::run(args).await,
     }
 }

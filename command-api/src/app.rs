@@ -96,7 +96,7 @@ impl Application {
         platform::db::migrate_event_store(&pool).await?;
 
         // Who this store is, for the payment gateway's books (see the reconciliation).
-        let store: uuid::Uuid = sqlx::query_scalar("SELECT id FROM store_identity")
+        let store: uuid::Uuid = sqlx::query_scalar!("SELECT id FROM store_identity")
             .fetch_one(&pool)
             .await
             .context("cannot read the store's identity")?;

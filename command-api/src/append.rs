@@ -25,6 +25,7 @@
 use std::sync::Arc;
 
 use cqrs_es::persist::SerializedEvent;
+use domain::metadata::EventMetadata;
 use domain::policy::{KeyRecord, Reaction};
 use domain::saga::Step;
 use serde_json::{json, Value};
@@ -47,55 +48,10 @@ use crate::metrics::Metrics;
 /// answer and the user keys they destroy are written together or not at all. The sub-statements all see the store as
 /// it was before the statement, which is all they need: a batch never holds two
 /// appends of one aggregate, so no saga is started and moved by one statement.
-pub const APPEND_SQL: &str = "
-WITH appended AS (
-    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-    SELECT a, i, s, t, v, p, m
-      FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
-           AS u(a, i, s, t, v, p, m)
-    RETURNING 1
-), started AS (
-    INSERT INTO booking_sagas (booking_id, event_id, user_id, seats, amount_cents, currency, payment_method, correlation_id, step)
-    SELECT x.booking_id, x.event_id, x.user_id, x.seats, x.amount_cents, x.currency, x.payment_method, x.correlation_id, 'reserve'
-      FROM jsonb_to_recordset($8::jsonb)
-           AS x(booking_id text, event_id text, user_id text, seats integer, amount_cents bigint, currency text,
-                payment_method text, correlation_id text)
-    ON CONFLICT (booking_id) DO NOTHING
-), moved AS (
-    -- The lease stays as it is: a runner still busy with the old step finishes it, finds
-    -- its save refused (the version moved) and lets go; then the new step is taken up.
-    UPDATE booking_sagas s
-       SET step = x.step, reason = x.reason, outcome = NULL, attempts = 0, due_at = now(),
-           last_error = NULL, same_failures = 0, parked_at = NULL,
-           version = s.version + 1, updated_at = now(),
-           correlation_id = x.correlation_id
-      FROM jsonb_to_recordset($9::jsonb)
-           AS x(booking_id text, step text, reason text, unless_at text[], correlation_id text)
-     WHERE s.booking_id = x.booking_id AND s.step <> ALL (x.unless_at)
-), cancellations AS (
-    INSERT INTO event_cancellation_sagas (event_id, correlation_id)
-    SELECT x.event_id, x.correlation_id
-      FROM jsonb_to_recordset($10::jsonb) AS x(event_id text, correlation_id text)
-    ON CONFLICT (event_id) DO NOTHING
-), keys AS (
-    -- A key held by another command makes the whole statement fail (unique violation
-    -- on idempotency_keys_pkey): the command answers with that command's result.
-    INSERT INTO idempotency_keys (user_id, idempotency_key, request_fingerprint, request_id,
-                                  aggregate_type, aggregate_id, last_sequence)
-    SELECT x.user_id, x.idempotency_key, x.request_fingerprint, x.request_id,
-           x.aggregate_type, x.aggregate_id, x.last_sequence
-      FROM jsonb_to_recordset($11::jsonb)
-           AS x(user_id text, idempotency_key text, request_fingerprint text, request_id text,
-                aggregate_type text, aggregate_id text, last_sequence bigint)
-), destroyed AS (
-    -- An erasure: the keys go with the fact that records it, or neither does. Every key
-    -- of the user alive now goes, also one a booking made in the meantime.
-    UPDATE user_keys k
-       SET secret = NULL, destroyed_at = now()
-      FROM jsonb_to_recordset($12::jsonb) AS x(user_id text)
-     WHERE k.user_id = x.user_id AND k.secret IS NOT NULL
-)
-SELECT count(*) FROM appended";
+///
+/// The text is in `append.sql`, so that `insert` checks it at compile time
+/// (`sqlx::query_file!`) and the bench runs the very same statement.
+pub const APPEND_SQL: &str = include_str!("append.sql");
 
 /// The most events one statement carries. Bounds the statement's size and the time its
 /// transaction holds locks.
@@ -312,23 +268,28 @@ async fn insert(pool: &PgPool, batch: &[Append]) -> Result<(), Failure> {
         }
     }
     let effects = EffectRows::of(batch);
-    sqlx::query(APPEND_SQL)
-        .bind(&types)
-        .bind(&ids)
-        .bind(&sequences)
-        .bind(&event_types)
-        .bind(&versions)
-        .bind(&payloads)
-        .bind(&metadata)
-        .bind(&effects.started)
-        .bind(&effects.moved)
-        .bind(&effects.cancellations)
-        .bind(&effects.keys)
-        .bind(&effects.destroyed)
-        .execute(pool)
-        .await
-        .map(drop)
-        .map_err(Failure)
+    // The arrays hold borrowed elements (`&str`, `&Value`), which the macro's check of
+    // parameter types does not take (it wants `&[String]`, `&[Value]`): `as` names
+    // their types instead. The columns and the JSON rows' parameters are checked.
+    sqlx::query_file!(
+        "src/append.sql",
+        &types as &[&str],
+        &ids as &[&str],
+        &sequences,
+        &event_types as &[&str],
+        &versions as &[&str],
+        &payloads as &[&Value],
+        &metadata as &[&Value],
+        &effects.started,
+        &effects.moved,
+        &effects.cancellations,
+        &effects.keys,
+        &effects.destroyed,
+    )
+    .fetch_one(pool)
+    .await
+    .map(drop)
+    .map_err(Failure)
 }
 
 /// The effects of a batch as the JSON rows [`APPEND_SQL`] takes.
@@ -345,33 +306,47 @@ impl EffectRows {
         let (mut started, mut moved, mut cancellations, mut destroyed) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let effects = batch.iter().map(|a| &a.effects);
-        for reaction in effects.clone().flat_map(|e| &e.reactions) {
-            match reaction {
-                Reaction::StartBookingSaga(saga) => started.push(json!(saga)),
-                Reaction::MoveBookingSaga {
-                    booking_id,
-                    to,
-                    unless_at,
-                    correlation_id,
-                } => moved.push(json!({
-                    "booking_id": booking_id,
-                    "step": to.name(),
-                    "reason": match to {
-                        Step::Release { reason } => Some(reason.as_str()),
-                        _ => None,
-                    },
-                    "unless_at": unless_at,
-                    "correlation_id": correlation_id,
-                })),
-                Reaction::StartEventCancellation {
-                    event_id,
-                    correlation_id,
-                } => cancellations.push(json!({
-                    "event_id": event_id,
-                    "correlation_id": correlation_id,
-                })),
-                Reaction::DestroyUserKeys { user_id, keys } => {
-                    destroyed.push(json!({"user_id": user_id, "keys": keys}));
+        for append in batch {
+            // The sagas a command starts or moves run in its trace: the request's
+            // traceparent, as its facts keep it.
+            let traceparent = append
+                .events
+                .first()
+                .and_then(|e| EventMetadata::from_value(&e.metadata).traceparent);
+            for reaction in &append.effects.reactions {
+                match reaction {
+                    Reaction::StartBookingSaga(saga) => {
+                        let mut row = json!(saga);
+                        row["traceparent"] = json!(traceparent);
+                        started.push(row);
+                    }
+                    Reaction::MoveBookingSaga {
+                        booking_id,
+                        to,
+                        unless_at,
+                        correlation_id,
+                    } => moved.push(json!({
+                        "booking_id": booking_id,
+                        "step": to.name(),
+                        "reason": match to {
+                            Step::Release { reason } => Some(reason.as_str()),
+                            _ => None,
+                        },
+                        "unless_at": unless_at,
+                        "correlation_id": correlation_id,
+                        "traceparent": traceparent,
+                    })),
+                    Reaction::StartEventCancellation {
+                        event_id,
+                        correlation_id,
+                    } => cancellations.push(json!({
+                        "event_id": event_id,
+                        "correlation_id": correlation_id,
+                        "traceparent": traceparent,
+                    })),
+                    Reaction::DestroyUserKeys { user_id, keys } => {
+                        destroyed.push(json!({"user_id": user_id, "keys": keys}));
+                    }
                 }
             }
         }

@@ -68,12 +68,14 @@ impl RequestContext {
             .and_then(|v| v.to_str().ok())
             .filter(|v| (1..=100).contains(&v.len()))
             .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
-        // A malformed traceparent starts a new trace, as the W3C recommends.
+        // The HTTP layer (platform::access_log) has set it to the request's own span
+        // (the caller's trace continued). Without one, or a malformed one (a handler
+        // called without that layer), a new trace, as the W3C recommends.
         let traceparent = headers
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<TraceParent>().ok())
-            .map_or_else(TraceParent::new_root, TraceParent::child);
+            .unwrap_or_else(TraceParent::new_root);
         Ok(Self {
             idempotency_key,
             correlation_id,

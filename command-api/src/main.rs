@@ -41,7 +41,9 @@ async fn main() -> anyhow::Result<()> {
             let config = Config::try_from(settings)?;
             let listener = tokio::net::TcpListener::bind(config.addr).await?;
             let app = Application::build(config).await?;
-            app.run(listener, platform::shutdown::on_signal()).await
+            let served = app.run(listener, platform::shutdown::on_signal()).await;
+            platform::telemetry::shutdown();
+            served
         }
     }
 }

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
+use domain::metadata::EventMetadata;
 use futures::future::join_all;
 use platform::cloudevents;
 use platform::kafka::{
@@ -50,7 +51,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::postgres::PgListener;
-use sqlx::{Connection, FromRow, PgConnection, PgPool, Row};
+use sqlx::types::Json;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -530,25 +532,34 @@ where
 /// The oldest unpublished rows, in position order. The leader reads them on the
 /// connection that holds its lock.
 async fn next_batch(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Pending>> {
-    let rows = sqlx::query(
-        "SELECT o.position, o.enqueued_at, e.aggregate_type, e.aggregate_id, e.sequence,
-                e.event_type, e.event_version, e.payload, e.metadata
-           FROM outbox o
-           JOIN events e USING (aggregate_type, aggregate_id, sequence)
-          ORDER BY o.position
-          LIMIT $1",
+    let rows = sqlx::query!(
+        r#"SELECT o.position, o.enqueued_at, e.aggregate_type, e.aggregate_id, e.sequence,
+                  e.event_type, e.event_version, e.payload,
+                  e.metadata AS "metadata: Json<EventMetadata>"
+             FROM outbox o
+             JOIN events e USING (aggregate_type, aggregate_id, sequence)
+            ORDER BY o.position
+            LIMIT $1"#,
+        limit
     )
-    .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(Pending {
-                enqueued_at: row.try_get("enqueued_at")?,
-                wire: WireEvent::from_row(&row)?,
-            })
+    Ok(rows
+        .into_iter()
+        .map(|row| Pending {
+            enqueued_at: row.enqueued_at,
+            wire: WireEvent {
+                position: row.position,
+                aggregate_type: row.aggregate_type,
+                aggregate_id: row.aggregate_id,
+                sequence: row.sequence,
+                event_type: row.event_type,
+                event_version: row.event_version,
+                payload: row.payload,
+                metadata: row.metadata.0,
+            },
         })
-        .collect()
+        .collect())
 }
 
 /// Deletes the outbox rows of published events, and in the same statement writes the
@@ -559,8 +570,8 @@ async fn retire(conn: &mut PgConnection, positions: &[i64]) -> sqlx::Result<u64>
     if positions.is_empty() {
         return Ok(0);
     }
-    sqlx::query_scalar(
-        "WITH gone AS (DELETE FROM outbox WHERE position = ANY($1)
+    sqlx::query_scalar!(
+        r#"WITH gone AS (DELETE FROM outbox WHERE position = ANY($1)
                        RETURNING position, aggregate_type, aggregate_id, sequence, hash),
               receipt AS (INSERT INTO append_receipts (positions, aggregate_types, aggregate_ids, sequences, hashes)
                           SELECT array_agg(position ORDER BY position), array_agg(aggregate_type ORDER BY position),
@@ -568,10 +579,10 @@ async fn retire(conn: &mut PgConnection, positions: &[i64]) -> sqlx::Result<u64>
                                  array_agg(hash ORDER BY position)
                             FROM gone
                           HAVING count(*) > 0)
-         SELECT count(*) FROM gone",
+         SELECT count(*) AS "n!" FROM gone"#,
+        positions
     )
-    .bind(positions)
     .fetch_one(conn)
     .await
-    .map(|n: i64| n.unsigned_abs())
+    .map(i64::unsigned_abs)
 }

@@ -56,6 +56,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config::SagaConfig;
@@ -86,7 +87,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A claimed booking saga.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 struct BookingSaga {
     booking_id: String,
     event_id: String,
@@ -99,6 +100,9 @@ struct BookingSaga {
     /// 0010), kept only until the saga is past its authorization.
     card_token: Option<String>,
     correlation_id: String,
+    /// The trace of the request that started or last moved the saga (its steps are
+    /// spans of it); none for sagas started before traces were kept.
+    traceparent: Option<String>,
     step: String,
     reason: Option<String>,
     outcome: Option<String>,
@@ -205,17 +209,18 @@ impl SagaRunner {
                 }
             }
             if counted.elapsed() > Duration::from_secs(2) {
-                if let Ok((n, parked)) = sqlx::query_as::<_, (i64, i64)>(
-                    "SELECT count(*) FILTER (WHERE step <> 'done'),
-                            (SELECT count(*) FROM booking_sagas WHERE parked_at IS NOT NULL)
-                          + (SELECT count(*) FROM event_cancellation_sagas WHERE parked_at IS NOT NULL)
-                       FROM booking_sagas WHERE step <> 'done'",
+                if let Ok(counts) = sqlx::query!(
+                    r#"SELECT count(*) FILTER (WHERE step <> 'done') AS "in_flight!",
+                              (SELECT count(*) FROM booking_sagas WHERE parked_at IS NOT NULL)
+                            + (SELECT count(*) FROM event_cancellation_sagas WHERE parked_at IS NOT NULL)
+                              AS "parked!"
+                         FROM booking_sagas WHERE step <> 'done'"#,
                 )
                 .fetch_one(&self.pool)
                 .await
                 {
-                    self.metrics.sagas_in_flight.set(n);
-                    self.metrics.sagas_parked.set(parked);
+                    self.metrics.sagas_in_flight.set(counts.in_flight);
+                    self.metrics.sagas_parked.set(counts.parked);
                 }
                 counted = Instant::now();
             }
@@ -241,9 +246,10 @@ impl SagaRunner {
     }
 
     async fn claim_bookings(&self, limit: usize) -> anyhow::Result<Vec<BookingSaga>> {
-        Ok(sqlx::query_as(
-            // A claim bumps the version too: saves of an earlier holder whose lease ran
-            // out are refused.
+        // A claim bumps the version too: saves of an earlier holder whose lease ran out
+        // are refused.
+        Ok(sqlx::query_as!(
+            BookingSaga,
             "UPDATE booking_sagas
                 SET version = version + 1,
                     lease_token = gen_random_uuid(),
@@ -259,11 +265,11 @@ impl SagaRunner {
                      LIMIT $1
                        FOR UPDATE SKIP LOCKED)
              RETURNING booking_id, event_id, seats, amount_cents, currency, payment_method, card_token, correlation_id,
-                       step, reason, outcome, hold_deadline, attempts, version, lease_token, payment_intent,
+                       traceparent, step, reason, outcome, hold_deadline, attempts, version, lease_token, payment_intent,
                        last_error, same_failures",
+            i64::try_from(limit).unwrap_or(i64::MAX),
+            LEASE.as_secs_f64(),
         )
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(LEASE.as_secs_f64())
         .fetch_all(&self.pool)
         .await?)
     }
@@ -281,7 +287,16 @@ impl SagaRunner {
             if let Step::Done { .. } = step {
                 return;
             }
-            let observed = self.carry_out(&mut saga, step).await;
+            // Each step is a span of the saga's trace; the facts it appends carry it on.
+            let span = tracing::info_span!(
+                "saga step",
+                otel.name = %format_args!("saga {}", step.name()),
+                boxoffice.booking_id = %saga.booking_id,
+            );
+            if let Some(parent) = saga.traceparent.as_deref().and_then(|t| t.parse().ok()) {
+                platform::telemetry::continue_trace(&span, &parent);
+            }
+            let observed = self.carry_out(&mut saga, step).instrument(span).await;
             let name = step.name();
             let saved = match observed.map(|o| (o, decide(step, o))) {
                 Err(err) if err.is::<Fenced>() => {
@@ -516,6 +531,10 @@ impl SagaRunner {
             user_id: Some(SAGA_USER.to_owned()),
             correlation_id: Some(saga.correlation_id.clone()),
             causation_id: Some(format!("saga:{}:{}", saga.booking_id, step.name())),
+            // The step's span with traces on, else the trace the saga runs in.
+            traceparent: platform::telemetry::current_traceparent()
+                .map(|t| t.to_string())
+                .or_else(|| saga.traceparent.clone()),
             ..EventMetadata::default()
         }
     }
@@ -821,7 +840,8 @@ impl SagaRunner {
     }
 
     async fn claim_cancellations(&self) -> anyhow::Result<Vec<Cancellation>> {
-        Ok(sqlx::query_as(
+        Ok(sqlx::query_as!(
+            Cancellation,
             "UPDATE event_cancellation_sagas SET lease_until = now() + make_interval(secs => $1)
               WHERE event_id IN (
                     SELECT event_id FROM event_cancellation_sagas
@@ -830,8 +850,8 @@ impl SagaRunner {
                      LIMIT 8
                        FOR UPDATE SKIP LOCKED)
              RETURNING event_id, correlation_id, last_error, same_failures",
+            LEASE.as_secs_f64(),
         )
-        .bind(LEASE.as_secs_f64())
         .fetch_all(&self.pool)
         .await?)
     }
@@ -948,7 +968,7 @@ impl SagaRunner {
 }
 
 /// A claimed event cancellation.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 struct Cancellation {
     event_id: String,
     correlation_id: String,

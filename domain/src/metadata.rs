@@ -166,6 +166,31 @@ impl TraceParent {
         format!("{:032x}", self.trace_id)
     }
 
+    /// A trace context from its parts (a tracer's span); ids of zero are the caller's
+    /// mistake (W3C: invalid), not checked here.
+    pub fn from_parts(trace_id: u128, span_id: u64, flags: u8) -> Self {
+        Self {
+            trace_id,
+            span_id,
+            flags,
+        }
+    }
+
+    /// The trace id as a number.
+    pub fn trace_id_u128(&self) -> u128 {
+        self.trace_id
+    }
+
+    /// The parent span id as a number.
+    pub fn span_id_u64(&self) -> u64 {
+        self.span_id
+    }
+
+    /// The trace flags (bit 0: sampled).
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+
     fn new_span_id() -> u64 {
         // Never zero (an invalid span id).
         (uuid::Uuid::new_v4().as_u128() as u64) | 1

@@ -17,5 +17,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(?config, "starting payment-gateway");
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let app = Application::build(config).await?;
-    app.run(listener, platform::shutdown::on_signal()).await
+    let served = app.run(listener, platform::shutdown::on_signal()).await;
+    platform::telemetry::shutdown();
+    served
 }

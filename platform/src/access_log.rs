@@ -7,9 +7,11 @@
 //! the events it appends carry, and that the client sees them:
 //! - `X-Correlation-Id`: the client's (1 to 100 characters), or a new one; set on the
 //!   request before the handler reads it, and on the answer.
-//! - `traceparent`: the client's W3C trace context, or a new trace; the handler
-//!   continues it (`RequestContext`), so the events' trace id is the logged one. The
-//!   answer carries the trace id as `X-Trace-Id`.
+//! - `traceparent`: the request runs in a span of its own (`METHOD /route`, kind
+//!   server), a child of the client's W3C trace context when it sent one. The handler
+//!   sees a `traceparent` naming that span (with traces off: the client's trace with a
+//!   new parent id, or a new trace), so the events it appends, and everything that
+//!   follows them, stay in the trace. The answer carries the trace id as `X-Trace-Id`.
 //! - `X-Request-Id`: the front door's (or the client's), logged and echoed; absent when
 //!   nobody sent one.
 //!
@@ -27,7 +29,10 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use domain::metadata::TraceParent;
+use tracing::Instrument;
 use uuid::Uuid;
+
+use crate::telemetry::{continue_trace, traceparent_of};
 
 /// Where the authentication extractor leaves the caller's id for the log line
 /// (set once, by [`crate::auth::User`], when a token was verified).
@@ -58,15 +63,29 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
     let headers = request.headers_mut();
     let correlation_id = ensure_correlation_id(headers);
-    let trace_id = ensure_trace(headers);
+    let trace_id = pass_trace_on(headers, &span);
     let request_id = header(headers, "x-request-id").map(str::to_owned);
     let user = AccessUser::default();
     request.extensions_mut().insert(user.clone());
 
-    let mut response = next.run(request).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
 
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     let answer = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&correlation_id) {
         answer.insert("x-correlation-id", value);
@@ -84,7 +103,7 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         target: "access",
         method = %method,
         route,
-        status = response.status().as_u16(),
+        status = status.as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         user = user.0.get().map_or("", String::as_str),
         correlation_id,
@@ -114,18 +133,22 @@ fn ensure_correlation_id(headers: &mut HeaderMap) -> String {
     made
 }
 
-/// The request's trace id; a request without a valid `traceparent` gets a new trace.
-fn ensure_trace(headers: &mut HeaderMap) -> String {
+/// Continues the client's trace in `span` and sets the request's `traceparent` to what
+/// the handler should continue: `span` itself when traces are on; else the client's
+/// trace with a new parent id, or a new trace. Returns the trace id.
+fn pass_trace_on(headers: &mut HeaderMap, span: &tracing::Span) -> String {
     let given = header(headers, "traceparent").and_then(|v| v.parse::<TraceParent>().ok());
-    let trace = given.unwrap_or_else(|| {
-        let root = TraceParent::new_root();
-        headers.insert(
-            "traceparent",
-            HeaderValue::from_str(&root.to_string()).expect("a traceparent is a header value"),
-        );
-        root
-    });
-    trace.trace_id()
+    if let Some(given) = &given {
+        continue_trace(span, given);
+    }
+    let passed = traceparent_of(span)
+        .or_else(|| given.map(TraceParent::child))
+        .unwrap_or_else(TraceParent::new_root);
+    headers.insert(
+        "traceparent",
+        HeaderValue::from_str(&passed.to_string()).expect("a traceparent is a header value"),
+    );
+    passed.trace_id()
 }
 
 #[cfg(test)]
@@ -153,6 +176,12 @@ mod tests {
             .layer(axum::middleware::from_fn(layer))
     }
 
+    /// The layer's tests take turns: `tracing` caches per call site whether anyone
+    /// listens, and a test running the layer on another thread while the capturing test
+    /// installs its subscriber could leave that cache saying no (`cargo test` runs tests
+    /// on threads of one process; nextest would not need this).
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     async fn call(request: Request) -> (Response, String) {
         let response = app().oneshot(request).await.unwrap();
         let (parts, body) = response.into_parts();
@@ -165,6 +194,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_without_ids_gets_them_and_the_answer_names_them() {
+        let _turn = ONE_AT_A_TIME.lock().await;
         let (response, seen) =
             call(Request::get("/v1/things/7").body(Body::empty()).unwrap()).await;
         let (correlation, traceparent) = seen.split_once('|').unwrap();
@@ -177,6 +207,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_clients_ids_are_kept() {
+        let _turn = ONE_AT_A_TIME.lock().await;
         let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let (response, seen) = call(
             Request::get("/v1/things/7")
@@ -187,7 +218,12 @@ mod tests {
                 .unwrap(),
         )
         .await;
-        assert_eq!(seen, format!("order-77|{given}"));
+        // The same trace, with a new parent id (ours).
+        let (correlation, traceparent) = seen.split_once('|').unwrap();
+        assert_eq!(correlation, "order-77");
+        let passed: TraceParent = traceparent.parse().unwrap();
+        assert_eq!(passed.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(traceparent, given);
         assert_eq!(response.headers()["x-correlation-id"], "order-77");
         assert_eq!(
             response.headers()["x-trace-id"],
@@ -212,6 +248,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_json_line_per_request_and_none_for_probes() {
+        let _turn = ONE_AT_A_TIME.lock().await;
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -251,6 +288,7 @@ mod tests {
 
     #[tokio::test]
     async fn probes_pass_untouched() {
+        let _turn = ONE_AT_A_TIME.lock().await;
         let (response, _) = call(Request::get("/health/live").body(Body::empty()).unwrap()).await;
         assert!(response.headers().get("x-trace-id").is_none());
     }

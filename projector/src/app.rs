@@ -152,12 +152,13 @@ async fn rebuild_worker(ctx: Arc<Context>, shutdown: CancellationToken) {
         if let Err(err) = rebuild::fail_abandoned(&ctx.read).await {
             tracing::warn!(cause = %err, "cannot check for abandoned rebuilds");
         }
-        let next: Result<Option<(i64, String)>, _> = sqlx::query_as(
+        let next = sqlx::query!(
             "SELECT id, projection FROM projection_rebuilds WHERE status = 'requested' ORDER BY id LIMIT 1",
         )
         .fetch_optional(&ctx.read)
         .await;
-        let Ok(Some((id, name))) = next else { continue };
+        let Ok(Some(next)) = next else { continue };
+        let (id, name) = (next.id, next.projection);
         let Ok(projection) = name.parse::<Projection>() else {
             // Only query-api asks, for a name it parsed; a row from a newer build.
             tracing::error!(

@@ -210,11 +210,35 @@ async fn apply_until_done(
 }
 
 async fn apply(ctx: &Context, events: &[WireEvent]) -> anyhow::Result<()> {
+    // With traces on, each event gets a span in the trace of the request that appended
+    // it, open while its batch is applied (the events of a batch share one transaction).
+    let _spans = platform::telemetry::enabled().then(|| apply_spans(events));
     let mut tx = ctx.read.begin().await?;
     let applied = apply_batch(&mut tx, &ctx.store, Target::Live, events).await?;
     tx.commit().await?;
     ctx.metrics.record(&applied);
     Ok(())
+}
+
+/// One span per event (`apply <EventType>`), a child of the span the event was
+/// appended under (its `traceparent`).
+fn apply_spans(events: &[WireEvent]) -> Vec<tracing::Span> {
+    events
+        .iter()
+        .map(|event| {
+            let span = tracing::info_span!(
+                "apply",
+                otel.name = %format_args!("apply {}", event.event_type),
+                otel.kind = "consumer",
+                boxoffice.position = event.position,
+                boxoffice.aggregate_type = %event.aggregate_type,
+            );
+            if let Some(parent) = event.metadata.trace_parent() {
+                platform::telemetry::continue_trace(&span, &parent);
+            }
+            span
+        })
+        .collect()
 }
 
 /// Messages taken together, and the offsets to commit once they are applied.

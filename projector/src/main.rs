@@ -18,7 +18,9 @@ async fn main() -> anyhow::Result<()> {
         let config = Config::try_from(settings)?;
         let listener = tokio::net::TcpListener::bind(config.addr).await?;
         let app = Application::build(config).await?;
-        return app.run(listener, platform::shutdown::on_signal()).await;
+        let served = app.run(listener, platform::shutdown::on_signal()).await;
+        platform::telemetry::shutdown();
+        return served;
     }
     if let Command::Migrate = command {
         platform::telemetry::init(&settings.log);

@@ -77,21 +77,22 @@ async fn run_view<V: View>(
 ) -> Result<Report, RebuildError> {
     // The lock lives as long as this connection, which is not returned to the pool.
     let mut lock = read.acquire().await?.detach();
-    let locked: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('boxoffice.rebuild.' || $1))")
-            .bind(V::PROJECTION.name())
-            .fetch_one(&mut lock)
-            .await?;
+    let locked = sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_lock(hashtext('boxoffice.rebuild.' || $1)) AS "locked!""#,
+        V::PROJECTION.name()
+    )
+    .fetch_one(&mut lock)
+    .await?;
     if !locked {
         return Err(RebuildError::Busy(V::PROJECTION.name().to_owned()));
     }
     let id = match requested {
         Some(id) => {
-            let taken = sqlx::query(
+            let taken = sqlx::query!(
                 "UPDATE projection_rebuilds SET status = 'running', started_at = now()
                   WHERE id = $1 AND status = 'requested'",
+                id
             )
-            .bind(id)
             .execute(&mut lock)
             .await?
             .rows_affected();
@@ -102,11 +103,11 @@ async fn run_view<V: View>(
             id
         }
         None => {
-            sqlx::query_scalar(
+            sqlx::query_scalar!(
                 "INSERT INTO projection_rebuilds (projection, status, started_at)
                  VALUES ($1, 'running', now()) RETURNING id",
+                V::PROJECTION.name()
             )
-            .bind(V::PROJECTION.name())
             .fetch_one(&mut lock)
             .await?
         }
@@ -116,11 +117,11 @@ async fn run_view<V: View>(
     let outcome = rebuild::<V>(read, store, &mut lock, id, on_progress).await;
     match &outcome {
         Ok(report) => {
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE projection_rebuilds SET status = 'done', finished_at = now(), events_done = $2 WHERE id = $1",
+                id,
+                i64::try_from(report.events).unwrap_or(i64::MAX)
             )
-            .bind(id)
-            .bind(i64::try_from(report.events).unwrap_or(i64::MAX))
             .execute(&mut lock)
             .await?;
             tracing::info!(
@@ -138,11 +139,14 @@ async fn run_view<V: View>(
                 cause = format!("{err:#}"),
                 "rebuild failed"
             );
-            sqlx::query("UPDATE projection_rebuilds SET status = 'failed', finished_at = now(), error = $2 WHERE id = $1")
-                .bind(id)
-                .bind(format!("{err:#}"))
-                .execute(&mut lock)
-                .await?;
+            sqlx::query!(
+                "UPDATE projection_rebuilds SET status = 'failed', finished_at = now(), error = $2 WHERE id = $1",
+                id,
+                format!("{err:#}")
+            )
+            .execute(&mut lock)
+            .await?;
+            // The shadow table's name is the view's, known at run time.
             sqlx::query(&format!("DROP TABLE IF EXISTS {}", rebuild_table(V::TABLE)))
                 .execute(&mut lock)
                 .await?;
@@ -164,13 +168,16 @@ async fn rebuild<V: View>(
     let fresh = rebuild_table(V::TABLE);
     let types = [V::AGGREGATE_TYPE];
     let total = u64::try_from(store.count(V::AGGREGATE_TYPE).await?).unwrap_or(0);
-    sqlx::query("UPDATE projection_rebuilds SET events_total = $2 WHERE id = $1")
-        .bind(id)
-        .bind(i64::try_from(total).unwrap_or(i64::MAX))
-        .execute(&mut *lock)
-        .await?;
+    sqlx::query!(
+        "UPDATE projection_rebuilds SET events_total = $2 WHERE id = $1",
+        id,
+        i64::try_from(total).unwrap_or(i64::MAX)
+    )
+    .execute(&mut *lock)
+    .await?;
     // The fresh table starts with its primary key only (the upserts need it); the other
-    // indexes are built once it is full.
+    // indexes are built once it is full. These statements and the swap's below name
+    // the view's tables, known at run time: runtime-bound.
     sqlx::query(&format!("DROP TABLE IF EXISTS {fresh}"))
         .execute(read)
         .await?;
@@ -211,11 +218,13 @@ async fn rebuild<V: View>(
         cursor = last;
         chunk = next?;
         done += events.len() as u64;
-        sqlx::query("UPDATE projection_rebuilds SET events_done = $2 WHERE id = $1")
-            .bind(id)
-            .bind(i64::try_from(done).unwrap_or(i64::MAX))
-            .execute(&mut *lock)
-            .await?;
+        sqlx::query!(
+            "UPDATE projection_rebuilds SET events_done = $2 WHERE id = $1",
+            id,
+            i64::try_from(done).unwrap_or(i64::MAX)
+        )
+        .execute(&mut *lock)
+        .await?;
         on_progress(Progress {
             done,
             total: total.max(done),
@@ -228,6 +237,7 @@ async fn rebuild<V: View>(
     let mut conn = read.acquire().await?;
     let live_indexes = indexes(&mut conn, live).await?;
     for index in live_indexes.iter().filter(|i| !i.primary) {
+        // The live index's own definition, read from the catalog: runtime-bound.
         sqlx::query(&index.definition_for(live, &fresh))
             .execute(&mut *conn)
             .await?;
@@ -236,7 +246,8 @@ async fn rebuild<V: View>(
     apply_visible::<V>(&mut tx, store, cursor).await?;
     tx.commit().await?;
 
-    // 3. The swap, the indexes taking the names they had.
+    // 3. The swap, the indexes taking the names they had (tables and indexes named at
+    //    run time: runtime-bound).
     let mut tx = conn.begin().await?;
     sqlx::query(&format!("LOCK TABLE {live} IN ACCESS EXCLUSIVE MODE"))
         .execute(&mut *tx)
@@ -261,8 +272,7 @@ async fn rebuild<V: View>(
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(PROJECTED_CHANNEL)
+    sqlx::query!("SELECT pg_notify($1, '')", PROJECTED_CHANNEL)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -319,53 +329,51 @@ impl Index {
 
 /// The indexes of `table` and the statements that created them.
 async fn indexes(conn: &mut PgConnection, table: &str) -> sqlx::Result<Vec<Index>> {
-    let rows: Vec<(String, bool, String)> = sqlx::query_as(
-        "SELECT i.relname::text, x.indisprimary, pg_get_indexdef(i.oid)
-           FROM pg_index x
-           JOIN pg_class i ON i.oid = x.indexrelid
-           JOIN pg_class t ON t.oid = x.indrelid
-          WHERE t.relname = $1 AND t.relnamespace = current_schema()::regnamespace
-          ORDER BY 1",
+    sqlx::query_as!(
+        Index,
+        r#"SELECT i.relname::text AS "name!", x.indisprimary AS "primary",
+                  pg_get_indexdef(i.oid) AS "definition!"
+             FROM pg_index x
+             JOIN pg_class i ON i.oid = x.indexrelid
+             JOIN pg_class t ON t.oid = x.indrelid
+            WHERE t.relname = $1 AND t.relnamespace = current_schema()::regnamespace
+            ORDER BY 1"#,
+        table
     )
-    .bind(table)
     .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(name, primary, definition)| Index {
-            name,
-            primary,
-            definition,
-        })
-        .collect())
+    .await
 }
 
 /// Marks rebuilds left `running` by a process that died as failed.
 pub async fn fail_abandoned(read: &PgPool) -> sqlx::Result<()> {
-    let running: Vec<(i64, String)> =
-        sqlx::query_as("SELECT id, projection FROM projection_rebuilds WHERE status = 'running'")
+    let running =
+        sqlx::query!("SELECT id, projection FROM projection_rebuilds WHERE status = 'running'")
             .fetch_all(read)
             .await?;
-    for (id, projection) in running {
+    for rebuild in running {
+        let (id, projection) = (rebuild.id, rebuild.projection);
         let mut conn = read.acquire().await?;
-        let free: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('boxoffice.rebuild.' || $1))")
-                .bind(&projection)
-                .fetch_one(&mut *conn)
-                .await?;
+        let free = sqlx::query_scalar!(
+            r#"SELECT pg_try_advisory_lock(hashtext('boxoffice.rebuild.' || $1)) AS "locked!""#,
+            &projection
+        )
+        .fetch_one(&mut *conn)
+        .await?;
         if free {
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE projection_rebuilds SET status = 'failed', finished_at = now(),
                         error = 'interrupted: the process running it stopped'
                   WHERE id = $1 AND status = 'running'",
+                id
             )
-            .bind(id)
             .execute(&mut *conn)
             .await?;
-            sqlx::query("SELECT pg_advisory_unlock(hashtext('boxoffice.rebuild.' || $1))")
-                .bind(&projection)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query!(
+                "SELECT pg_advisory_unlock(hashtext('boxoffice.rebuild.' || $1))",
+                &projection
+            )
+            .fetch_one(&mut *conn)
+            .await?;
         }
     }
     Ok(())
@@ -376,27 +384,33 @@ pub async fn fail_abandoned(read: &PgPool) -> sqlx::Result<()> {
 /// leave a table the projector may swap out next time and query-api may read.
 async fn inherit_rights(read: &PgPool, live: &str, fresh: &str) -> sqlx::Result<()> {
     let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
-    let (owner, me): (String, String) = sqlx::query_as(
-        "SELECT pg_get_userbyid(relowner)::text, current_user::text FROM pg_class WHERE oid = $1::regclass",
+    // `$1::text::regclass`: the name is bound as text (as the runtime binding did), so
+    // the macro's check wants a `&str`, not a `regclass`.
+    let row = sqlx::query!(
+        r#"SELECT pg_get_userbyid(relowner)::text AS "owner!", current_user::text AS "me!"
+             FROM pg_class WHERE oid = $1::text::regclass"#,
+        live
     )
-    .bind(live)
     .fetch_one(read)
     .await?;
+    let (owner, me) = (row.owner, row.me);
     if owner != me {
+        // Role names, read from the catalog, in the statement's text: runtime-bound.
         sqlx::query(&format!("ALTER TABLE {fresh} OWNER TO {}", quote(&owner)))
             .execute(read)
             .await?;
     }
-    let readers: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT pg_get_userbyid(a.grantee)::text
-           FROM pg_class c, aclexplode(c.relacl) a
-          WHERE c.oid = $1::regclass AND a.privilege_type = 'SELECT'
-            AND a.grantee <> c.relowner AND a.grantee <> 0",
+    let readers = sqlx::query_scalar!(
+        r#"SELECT DISTINCT pg_get_userbyid(a.grantee)::text AS "reader!"
+             FROM pg_class c, aclexplode(c.relacl) a
+            WHERE c.oid = $1::text::regclass AND a.privilege_type = 'SELECT'
+              AND a.grantee <> c.relowner AND a.grantee <> 0"#,
+        live
     )
-    .bind(live)
     .fetch_all(read)
     .await?;
     for reader in readers {
+        // Likewise a role name in the text.
         sqlx::query(&format!("GRANT SELECT ON {fresh} TO {}", quote(&reader)))
             .execute(read)
             .await?;

@@ -44,10 +44,12 @@ pub async fn open_all(
         return Ok(shown);
     }
     let users: Vec<&str> = sealed.iter().map(|(s, _)| s.user_id).collect();
-    let erased: HashSet<Uuid> = sqlx::query_scalar::<_, Vec<Uuid>>(
+    // `as`: the macro's check of parameter types wants `&[String]` for a text[], not
+    // the borrowed `&str`s.
+    let erased: HashSet<Uuid> = sqlx::query_scalar!(
         "SELECT erased_keys FROM user_view WHERE user_id = ANY($1)",
+        &users as &[&str]
     )
-    .bind(&users)
     .fetch_all(&app.read)
     .await?
     .into_iter()

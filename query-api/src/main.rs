@@ -27,14 +27,16 @@ async fn main() -> anyhow::Result<()> {
             let config = Config::try_from(settings)?;
             let listener = tokio::net::TcpListener::bind(config.addr).await?;
             let app = Application::build(config).await?;
-            return app.run(listener, platform::shutdown::on_signal()).await;
+            let served = app.run(listener, platform::shutdown::on_signal()).await;
+            platform::telemetry::shutdown();
+            return served;
         }
     };
     let url = settings.urls.database_url()?;
     let pool = platform::db::connect(&url, 2).await?;
     match audit {
         Audit::Verify => {
-            let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            let total = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM events"#)
                 .fetch_one(&pool)
                 .await?;
             let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));

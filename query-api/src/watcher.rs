@@ -133,6 +133,7 @@ impl Watcher {
         }
         for (table, ids) in by_table {
             self.checks.inc();
+            // The table is the waiter's, named at run time: runtime-bound.
             let reached: Vec<(Uuid, i64)> = sqlx::query_as(&format!(
                 "SELECT id, last_sequence FROM {table} WHERE id = ANY($1)"
             ))

@@ -83,24 +83,23 @@ pub async fn apply_batch(
     if target == Target::Live {
         if applied.iter().any(|(_, a)| a.events > 0) {
             // Wakes query-api's read-your-writes watcher when this transaction commits.
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(PROJECTED_CHANNEL)
+            sqlx::query!("SELECT pg_notify($1, '')", PROJECTED_CHANNEL)
                 .execute(&mut *conn)
                 .await?;
         }
         for (projection, outcome) in &applied {
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE projection_status
                     SET applied_position = GREATEST(applied_position, $2),
                         applied_events = applied_events + $3,
                         last_applied_at = now(),
                         last_event_at = GREATEST(last_event_at, $4)
                   WHERE name = $1",
+                projection.name(),
+                outcome.max_position,
+                i64::try_from(outcome.events).unwrap_or(i64::MAX),
+                outcome.newest
             )
-            .bind(projection.name())
-            .bind(outcome.max_position)
-            .bind(i64::try_from(outcome.events).unwrap_or(i64::MAX))
-            .bind(outcome.newest)
             .execute(&mut *conn)
             .await?;
         }
@@ -213,11 +212,13 @@ async fn apply_view<V: View>(
     // A stream that flowed past its parked event (a retry, a newer build) is unparked.
     // Only for the live tables: a rebuild's table is not what queries read yet.
     if target == Target::Live && !flowing.is_empty() {
-        sqlx::query("DELETE FROM parked_events WHERE projection = $1 AND aggregate_id = ANY($2)")
-            .bind(V::PROJECTION.name())
-            .bind(&flowing)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query!(
+            "DELETE FROM parked_events WHERE projection = $1 AND aggregate_id = ANY($2)",
+            V::PROJECTION.name(),
+            &flowing
+        )
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(Some(outcome))
 }
@@ -232,30 +233,30 @@ async fn park(
     error: &str,
 ) -> sqlx::Result<()> {
     // A stream parks at one event at a time: an older parking of it applied since.
-    sqlx::query(
+    sqlx::query!(
         "DELETE FROM parked_events WHERE projection = $1 AND aggregate_id = $2 AND position <> $3",
+        projection,
+        id,
+        event.position
     )
-    .bind(projection)
-    .bind(id)
-    .bind(event.position)
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO parked_events (position, projection, aggregate_type, aggregate_id, sequence,
                                     event_type, event_version, error)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (position) DO UPDATE
             SET attempts = parked_events.attempts + 1, error = EXCLUDED.error,
                 last_attempt_at = now()",
+        event.position,
+        projection,
+        &event.aggregate_type,
+        id,
+        event.sequence,
+        &event.event_type,
+        &event.event_version,
+        error
     )
-    .bind(event.position)
-    .bind(projection)
-    .bind(&event.aggregate_type)
-    .bind(id)
-    .bind(event.sequence)
-    .bind(&event.event_type)
-    .bind(&event.event_version)
-    .bind(error)
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 
 use crate::projection::Projection;
 use crate::store::EventStore;
+use crate::views::StoredName;
 
 /// Whether queries read a projection's table while a rebuild prepares another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -142,18 +143,19 @@ async fn one(
     store: &EventStore,
     projection: Projection,
 ) -> anyhow::Result<ProjectionStatus> {
-    let (applied_position, applied_events, last_applied_at, last_event_at): (
-        i64,
-        i64,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-    ) = sqlx::query_as(
+    let applied = sqlx::query!(
         "SELECT applied_position, applied_events, last_applied_at, last_event_at
            FROM projection_status WHERE name = $1",
+        projection.name()
     )
-    .bind(projection.name())
     .fetch_one(read)
     .await?;
+    let (applied_position, applied_events, last_applied_at, last_event_at) = (
+        applied.applied_position,
+        applied.applied_events,
+        applied.last_applied_at,
+        applied.last_event_at,
+    );
     let lag = store
         .count_after(projection.aggregate_type(), applied_position)
         .await?;
@@ -183,19 +185,30 @@ pub async fn latest_rebuild(
     read: &PgPool,
     projection: Projection,
 ) -> sqlx::Result<Option<RebuildStatus>> {
-    let rebuild: Option<RebuildStatus> = sqlx::query_as(
-        "SELECT id, status, events_done, events_total, requested_at, started_at, finished_at, error
-           FROM projection_rebuilds WHERE projection = $1 ORDER BY id DESC LIMIT 1",
+    let rebuild = sqlx::query!(
+        r#"SELECT id, status AS "status: StoredName<RebuildState>", events_done, events_total,
+                  requested_at, started_at, finished_at, error
+             FROM projection_rebuilds WHERE projection = $1 ORDER BY id DESC LIMIT 1"#,
+        projection.name()
     )
-    .bind(projection.name())
     .fetch_optional(read)
     .await?;
-    Ok(rebuild.map(|mut r| {
-        r.progress = match (r.status, r.events_total) {
-            (RebuildState::Done, _) => 1.0,
-            (_, Some(total)) if total > 0 => (r.events_done as f64 / total as f64).min(1.0),
-            _ => 0.0,
-        };
-        r
+    Ok(rebuild.map(|r| {
+        let status = r.status.0;
+        RebuildStatus {
+            id: r.id,
+            status,
+            events_done: r.events_done,
+            events_total: r.events_total,
+            progress: match (status, r.events_total) {
+                (RebuildState::Done, _) => 1.0,
+                (_, Some(total)) if total > 0 => (r.events_done as f64 / total as f64).min(1.0),
+                _ => 0.0,
+            },
+            requested_at: r.requested_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            error: r.error,
+        }
     }))
 }

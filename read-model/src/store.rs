@@ -9,8 +9,10 @@
 //! sequence order in that walk too: the transaction appending sequence n+1 had to read
 //! n committed first, so it got its transaction id after n's.
 
+use domain::metadata::EventMetadata;
 use platform::kafka::WireEvent;
 use sqlx::postgres::PgRow;
+use sqlx::types::Json;
 use sqlx::{FromRow, PgPool, Row};
 use uuid::Uuid;
 
@@ -71,18 +73,32 @@ impl EventStore {
         after: i64,
         through: i64,
     ) -> sqlx::Result<Vec<WireEvent>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events
-              WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 AND sequence <= $4
-              ORDER BY sequence"
-        ))
-        .bind(aggregate_type)
-        .bind(aggregate_id.to_string())
-        .bind(after)
-        .bind(through)
+        let rows = sqlx::query!(
+            r#"SELECT position, aggregate_type, aggregate_id, sequence, event_type, event_version,
+                      payload, metadata AS "metadata: Json<EventMetadata>"
+                 FROM events
+                WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 AND sequence <= $4
+                ORDER BY sequence"#,
+            aggregate_type,
+            aggregate_id.to_string(),
+            after,
+            through
+        )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| wire(r).map(|(_, e)| e)).collect()
+        Ok(rows
+            .into_iter()
+            .map(|row| WireEvent {
+                position: row.position,
+                aggregate_type: row.aggregate_type,
+                aggregate_id: row.aggregate_id,
+                sequence: row.sequence,
+                event_type: row.event_type,
+                event_version: row.event_version,
+                payload: row.payload,
+                metadata: row.metadata.0,
+            })
+            .collect())
     }
 
     /// Up to `limit` final events of `aggregate_types` after `cursor`: events of
@@ -114,6 +130,7 @@ impl EventStore {
         limit: i64,
         only_final: bool,
     ) -> sqlx::Result<Vec<(Cursor, WireEvent)>> {
+        // Runtime-bound: the text depends on `only_final`.
         let horizon = if only_final {
             "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
         } else {
@@ -138,19 +155,21 @@ impl EventStore {
 
     /// How many events of `aggregate_type` there are.
     pub async fn count(&self, aggregate_type: &str) -> sqlx::Result<i64> {
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = $1")
-            .bind(aggregate_type)
-            .fetch_one(&self.pool)
-            .await
+        sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM events WHERE aggregate_type = $1"#,
+            aggregate_type
+        )
+        .fetch_one(&self.pool)
+        .await
     }
 
     /// How many events of `aggregate_type` have a position past `position`.
     pub async fn count_after(&self, aggregate_type: &str, position: i64) -> sqlx::Result<i64> {
-        sqlx::query_scalar(
-            "SELECT count(*) FROM events WHERE position > $2 AND aggregate_type = $1",
+        sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM events WHERE position > $2 AND aggregate_type = $1"#,
+            aggregate_type,
+            position
         )
-        .bind(aggregate_type)
-        .bind(position)
         .fetch_one(&self.pool)
         .await
     }

@@ -68,6 +68,8 @@ pub trait View:
         ids: &[Uuid],
     ) -> impl std::future::Future<Output = sqlx::Result<Vec<Self>>> + Send {
         async move {
+            // Runtime-bound, as every statement on a view's table: the table is named at
+            // run time (the live one, or a rebuild's shadow table).
             sqlx::query_as(&format!("SELECT * FROM {table} WHERE id = ANY($1)"))
                 .bind(ids)
                 .fetch_all(conn)
@@ -81,6 +83,48 @@ pub trait View:
         table: &str,
         rows: &[Self],
     ) -> impl std::future::Future<Output = sqlx::Result<()>> + Send;
+}
+
+/// A name column (a status) as a checked query reads it
+/// (`status AS "status: StoredName<BookingStatus>"`): decoded from `text` by the type's
+/// `TryFrom<String>`, so a name no variant has fails the read, as
+/// `#[sqlx(try_from = "String")]` does for the rows' [`sqlx::FromRow`]; `query_as!` turns
+/// it into the field's type (`From`). A wrapper, because `BookingStatus` lives in
+/// `domain`, which knows nothing of sqlx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredName<T>(pub T);
+
+impl<T> sqlx::Type<sqlx::Postgres> for StoredName<T> {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <String as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r, T> sqlx::Decode<'r, sqlx::Postgres> for StoredName<T>
+where
+    T: TryFrom<String>,
+    T::Error: std::error::Error + Send + Sync + 'static,
+{
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let name = <String as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        Ok(Self(T::try_from(name)?))
+    }
+}
+
+impl From<StoredName<BookingStatus>> for BookingStatus {
+    fn from(name: StoredName<BookingStatus>) -> Self {
+        name.0
+    }
+}
+
+impl From<StoredName<EventStatus>> for EventStatus {
+    fn from(name: StoredName<EventStatus>) -> Self {
+        name.0
+    }
 }
 
 /// The `recorded_at` of an event's metadata.
@@ -177,6 +221,7 @@ impl View for LocationRow {
 
     async fn store(conn: &mut PgConnection, table: &str, rows: &[Self]) -> sqlx::Result<()> {
         let text = |f: fn(&Self) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+        // Runtime-bound: `table` is the live table or a rebuild's, named at run time.
         sqlx::query(&format!(
             "INSERT INTO {table} (id, name, address, country, halls, created_at, updated_at, last_sequence)
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
@@ -342,6 +387,7 @@ impl View for EventRow {
         let text = |f: fn(&Self) -> &str| rows.iter().map(f).collect::<Vec<_>>();
         let int = |f: fn(&Self) -> i32| rows.iter().map(f).collect::<Vec<_>>();
         let time = |f: fn(&Self) -> DateTime<Utc>| rows.iter().map(f).collect::<Vec<_>>();
+        // Runtime-bound: `table` is the live table or a rebuild's, named at run time.
         sqlx::query(&format!(
             "INSERT INTO {table} (id, name, location_id, location_name, hall, starts_at, ends_at,
                                   price_cents, currency, capacity, seats_held, seats_sold,
@@ -514,6 +560,7 @@ impl View for BookingRow {
 
     async fn store(conn: &mut PgConnection, table: &str, rows: &[Self]) -> sqlx::Result<()> {
         let text = |f: fn(&Self) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+        // Runtime-bound: `table` is the live table or a rebuild's, named at run time.
         sqlx::query(&format!(
             "INSERT INTO {table} (id, event_id, user_id, seats, amount_cents, currency, status,
                                   reason, refunded, history, created_at, updated_at, last_sequence,
@@ -597,6 +644,7 @@ impl View for UserRow {
     async fn store(conn: &mut PgConnection, table: &str, rows: &[Self]) -> sqlx::Result<()> {
         // One row at a time: `unnest` cannot take an array of arrays of keys.
         for row in rows {
+            // Runtime-bound: `table` is the live table or a rebuild's, named at run time.
             sqlx::query(&format!(
                 "INSERT INTO {table} (id, user_id, erased_keys, erased_at, last_sequence)
                  VALUES ($1, $2, $3, $4, $5)

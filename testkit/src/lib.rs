@@ -18,6 +18,7 @@
 pub mod api;
 pub mod front_door;
 pub mod gateway;
+pub mod otlp;
 mod payments;
 pub mod roles;
 pub mod service;

@@ -61,6 +61,26 @@ impl Running {
     }
 }
 
+/// The path of a workspace binary (`command-api`, `projector`, `payment-gateway`, ...)
+/// built beside the running test, in the same target directory and profile. A crate's
+/// own tests have `env!("CARGO_BIN_EXE_<name>")`; tests of another crate (e2e) use
+/// this, and `scripts/test` builds the binaries before the tests run.
+pub fn binary(name: &str) -> String {
+    let exe = std::env::current_exe().expect("no current executable");
+    // target/<profile>/deps/<test>-<hash>  ->  target/<profile>/<name>
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test binary lives in target/<profile>/deps")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} does not exist: build it first (cargo build -p {name}; scripts/test does)",
+        path.display()
+    );
+    path.display().to_string()
+}
+
 /// A service's real binary in a child process.
 pub struct ServiceProcess {
     child: Child,

@@ -39,6 +39,7 @@ use rand::Rng;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config::PaymentConfig;
@@ -425,6 +426,15 @@ impl GatewayClient {
         let started = Instant::now();
         let deadline = started + budget;
         let mut attempt = 0u32;
+        // A client span for the call (retries included): the gateway continues the
+        // trace from the `traceparent` it names, so its side is in the same trace.
+        let span = tracing::info_span!(
+            "payment gateway call",
+            otel.name = %format_args!("payment gateway {}", operation.as_str()),
+            otel.kind = "client",
+            http.request.method = %method,
+        );
+        let traceparent = platform::telemetry::traceparent_of(&span).map(|t| t.to_string());
         let result = loop {
             let Some(permit) = Attempt::start(self) else {
                 self.count(operation, Outcome::CircuitOpen);
@@ -443,10 +453,15 @@ impl GatewayClient {
             if let Some(key) = idempotency_key {
                 request = request.header("Idempotency-Key", key);
             }
+            if let Some(traceparent) = &traceparent {
+                request = request.header("traceparent", traceparent);
+            }
             if let Some(body) = &body {
                 request = request.json(body);
             }
-            let (outcome, result) = attempt_outcome(request.send().await).await;
+            let (outcome, result) = attempt_outcome(request.send().instrument(span.clone()).await)
+                .instrument(span.clone())
+                .await;
             match outcome {
                 // Cut short by the caller's budget, not by the gateway's slowness: it
                 // says nothing about the gateway.

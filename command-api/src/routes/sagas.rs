@@ -22,7 +22,7 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// A parked saga as listed.
-#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Parked {
     /// `booking` or `event_cancellation`.
     kind: String,
@@ -65,14 +65,18 @@ pub(crate) async fn parked(
     State(app): State<AppState>,
     _admin: Admin,
 ) -> Result<Json<ParkedList>, ApiError> {
-    let items: Vec<Parked> = sqlx::query_as(
-        "SELECT 'booking' AS kind, booking_id AS id, step, last_error, same_failures, parked_at
-           FROM booking_sagas WHERE parked_at IS NOT NULL
-         UNION ALL
-         SELECT 'event_cancellation', event_id, 'cancel', last_error, same_failures, parked_at
-           FROM event_cancellation_sagas WHERE parked_at IS NOT NULL
-         ORDER BY parked_at
-         LIMIT 1000",
+    // A union's columns are nullable to Postgres: the overrides say which are not.
+    let items = sqlx::query_as!(
+        Parked,
+        r#"SELECT kind AS "kind!", id AS "id!", step AS "step!", last_error,
+                  same_failures AS "same_failures!", parked_at AS "parked_at!"
+             FROM (SELECT 'booking' AS kind, booking_id AS id, step, last_error, same_failures, parked_at
+                     FROM booking_sagas WHERE parked_at IS NOT NULL
+                   UNION ALL
+                   SELECT 'event_cancellation', event_id, 'cancel', last_error, same_failures, parked_at
+                     FROM event_cancellation_sagas WHERE parked_at IS NOT NULL) AS parked
+            ORDER BY parked_at
+            LIMIT 1000"#
     )
     .fetch_all(&app.pool)
     .await?;
@@ -92,8 +96,8 @@ pub(crate) async fn retry(
     _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Retrying>), ApiError> {
-    let retried: Option<String> = sqlx::query_scalar(
-        "WITH booking AS (
+    let retried = sqlx::query_scalar!(
+        r#"WITH booking AS (
              UPDATE booking_sagas
                 SET parked_at = NULL, same_failures = 0, attempts = 0, due_at = now(), updated_at = now()
               WHERE booking_id = $1 AND parked_at IS NOT NULL
@@ -104,9 +108,9 @@ pub(crate) async fn retry(
               WHERE event_id = $1 AND parked_at IS NOT NULL
              RETURNING 'event_cancellation'::text AS kind
          )
-         SELECT kind FROM booking UNION ALL SELECT kind FROM cancellation LIMIT 1",
+         SELECT kind AS "kind!" FROM booking UNION ALL SELECT kind FROM cancellation LIMIT 1"#,
+        &id
     )
-    .bind(&id)
     .fetch_optional(&app.pool)
     .await?;
     match retried {

@@ -16,7 +16,7 @@
 //! an export of any size holds one page.
 
 use futures::Stream;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 /// Events read per page.
 pub const PAGE: i64 = 1000;
@@ -50,10 +50,10 @@ impl Export {
         let cursor = if after == 0 {
             (0, 0)
         } else {
-            let transaction: Option<i64> = sqlx::query_scalar(
-                "SELECT (transaction_id::text)::bigint FROM events WHERE position = $1",
+            let transaction = sqlx::query_scalar!(
+                r#"SELECT (transaction_id::text)::bigint AS "transaction_id!" FROM events WHERE position = $1"#,
+                after
             )
-            .bind(after)
             .fetch_optional(&pool)
             .await?;
             (
@@ -61,10 +61,11 @@ impl Export {
                 after,
             )
         };
-        let horizon: i64 =
-            sqlx::query_scalar("SELECT (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint")
-                .fetch_one(&pool)
-                .await?;
+        let horizon = sqlx::query_scalar!(
+            r#"SELECT (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint AS "horizon!""#
+        )
+        .fetch_one(&pool)
+        .await?;
         Ok(Self {
             pool,
             cursor,
@@ -82,8 +83,8 @@ impl Export {
         };
         // The line is built by Postgres (json, not jsonb: keys stay in this order), so
         // payloads are not parsed and printed again here.
-        let rows = sqlx::query(
-            "SELECT (e.transaction_id::text)::bigint AS transaction_id, e.position,
+        let rows = sqlx::query!(
+            r#"SELECT (e.transaction_id::text)::bigint AS "transaction_id!", e.position,
                     json_build_object('position', e.position, 'aggregate_type', e.aggregate_type,
                                       'aggregate_id', e.aggregate_id, 'sequence', e.sequence,
                                       'event_type', e.event_type, 'event_version', e.event_version,
@@ -91,30 +92,30 @@ impl Export {
                                       'hash', encode(e.hash, 'hex'),
                                       'redacted', CASE WHEN r.position IS NOT NULL
                                                   THEN json_build_object('reason', r.reason, 'content_hash', encode(r.redacted_hash, 'hex'),
-                                                                         'at', r.redacted_at) END)::text AS line
+                                                                         'at', r.redacted_at) END)::text AS "line!"
                FROM events e
                LEFT JOIN redactions r ON r.position = e.position
               WHERE (e.transaction_id, e.position) > ((($1::bigint)::text)::xid8, $2)
                 AND e.transaction_id < (($3::bigint)::text)::xid8
               ORDER BY e.transaction_id, e.position
-              LIMIT $4",
+              LIMIT $4"#,
+            self.cursor.0,
+            self.cursor.1,
+            self.horizon,
+            page
         )
-        .bind(self.cursor.0)
-        .bind(self.cursor.1)
-        .bind(self.horizon)
-        .bind(page)
         .fetch_all(&self.pool)
         .await?;
         let Some(last) = rows.last() else {
             return Ok(None);
         };
-        self.cursor = (last.try_get("transaction_id")?, last.try_get("position")?);
+        self.cursor = (last.transaction_id, last.position);
         if let Some(remaining) = &mut self.remaining {
             *remaining = remaining.saturating_sub(rows.len() as u64);
         }
         let mut out = Vec::with_capacity(rows.len() * 512);
         for row in &rows {
-            out.extend_from_slice(row.try_get::<&str, _>("line")?.as_bytes());
+            out.extend_from_slice(row.line.as_bytes());
             out.push(b'\n');
         }
         Ok(Some(out))

@@ -35,18 +35,19 @@ pub async fn page(
     after: i64,
     limit: i64,
 ) -> sqlx::Result<(Vec<StoredEvent>, bool)> {
-    let mut events: Vec<StoredEvent> = sqlx::query_as(
-        "SELECT position, sequence, event_type, event_version, payload, metadata,
-                encode(hash, 'hex') AS hash
-           FROM events
-          WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
-          ORDER BY sequence
-          LIMIT $4",
+    let mut events = sqlx::query_as!(
+        StoredEvent,
+        r#"SELECT position, sequence, event_type, event_version, payload, metadata,
+                  encode(hash, 'hex') AS "hash!"
+             FROM events
+            WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
+            ORDER BY sequence
+            LIMIT $4"#,
+        aggregate_type,
+        aggregate_id,
+        after,
+        limit + 1
     )
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .bind(after)
-    .bind(limit + 1)
     .fetch_all(pool)
     .await?;
     let more = events.len() as i64 > limit;

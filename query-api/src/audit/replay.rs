@@ -11,7 +11,7 @@ use domain::location::Location;
 use domain::user::UserData;
 use futures::TryStreamExt;
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 /// Where to stop.
 #[derive(Debug, Clone, Copy)]
@@ -80,26 +80,27 @@ async fn replay<A: Aggregate>(
         Point::Sequence(n) => n,
         Point::Time(_) | Point::End => i64::MAX,
     };
-    let sql = format!(
-        "SELECT sequence, event_type, event_version, payload, metadata ->> '{}' AS recorded_at
+    // The metadata key is a parameter (not spelled into the text), so the statement is
+    // fixed and checked.
+    let mut rows = sqlx::query!(
+        "SELECT sequence, event_type, event_version, payload, metadata ->> $4::text AS recorded_at
            FROM events
           WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence <= $3
           ORDER BY sequence",
+        A::TYPE,
+        aggregate_id,
+        through,
         domain::metadata::key::RECORDED_AT
-    );
-    let mut rows = sqlx::query(&sql)
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .bind(through)
-        .fetch(pool);
+    )
+    .fetch(pool);
     let mut aggregate = A::default();
     let mut last = None;
     while let Some(row) = rows.try_next().await? {
-        let sequence: i64 = row.try_get("sequence")?;
+        let sequence = row.sequence;
         let decode = |cause: String| ReplayError::Decode { sequence, cause };
         if let Point::Time(at) = point {
-            let recorded: Option<String> = row.try_get("recorded_at")?;
-            let recorded = recorded
+            let recorded = row
+                .recorded_at
                 .as_deref()
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .ok_or_else(|| decode("no readable recorded_at in its metadata".into()))?;
@@ -107,11 +108,7 @@ async fn replay<A: Aggregate>(
                 break;
             }
         }
-        let payload = domain::upcast::upcast(
-            row.try_get("event_type")?,
-            row.try_get("event_version")?,
-            row.try_get("payload")?,
-        );
+        let payload = domain::upcast::upcast(row.event_type, row.event_version, row.payload);
         let fact: A::Event =
             serde_json::from_value(payload).map_err(|cause| decode(cause.to_string()))?;
         aggregate.apply(fact);

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures::TryStreamExt;
 use serde::Serialize;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 /// What happened to an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
@@ -152,7 +152,7 @@ impl Found {
 /// Walks the store. `progress` hears how many events were walked, now and then.
 pub async fn verify(pool: &PgPool, progress: Progress<'_>) -> sqlx::Result<Report> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
     let mut found = Found::default();
@@ -162,15 +162,16 @@ pub async fn verify(pool: &PgPool, progress: Progress<'_>) -> sqlx::Result<Repor
     let mut checked_events = 0u64;
     let mut redacted_events = 0u64;
     {
-        let mut rows = sqlx::query(
-            "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.position, e.hash,
-                    lag(e.sequence) OVER stream AS previous_sequence,
-                    boxoffice_event_hash(lag(e.hash) OVER stream, e.aggregate_type, e.aggregate_id,
-                                         e.sequence, e.position, e.event_type, e.event_version,
-                                         e.payload, e.metadata) AS content_hash
-               FROM events e
-             WINDOW stream AS (PARTITION BY e.aggregate_type, e.aggregate_id ORDER BY e.sequence)
-              ORDER BY e.aggregate_type, e.aggregate_id, e.sequence",
+        let mut rows = sqlx::query!(
+            r#"SELECT e.aggregate_type AS "aggregate_type!", e.aggregate_id AS "aggregate_id!",
+                      e.sequence AS "sequence!", e.position AS "position!", e.hash AS "hash!",
+                      lag(e.sequence) OVER stream AS previous_sequence,
+                      boxoffice_event_hash(lag(e.hash) OVER stream, e.aggregate_type, e.aggregate_id,
+                                           e.sequence, e.position, e.event_type, e.event_version,
+                                           e.payload, e.metadata) AS "content_hash!"
+                 FROM events e
+               WINDOW stream AS (PARTITION BY e.aggregate_type, e.aggregate_id ORDER BY e.sequence)
+                ORDER BY e.aggregate_type, e.aggregate_id, e.sequence"#
         )
         .fetch(&mut *tx);
         while let Some(row) = rows.try_next().await? {
@@ -178,11 +179,11 @@ pub async fn verify(pool: &PgPool, progress: Progress<'_>) -> sqlx::Result<Repor
             if checked_events.is_multiple_of(10_000) {
                 progress(checked_events);
             }
-            let aggregate_type: String = row.try_get("aggregate_type")?;
-            let aggregate_id: String = row.try_get("aggregate_id")?;
-            let sequence: i64 = row.try_get("sequence")?;
-            let position: i64 = row.try_get("position")?;
-            let previous: Option<i64> = row.try_get("previous_sequence")?;
+            let aggregate_type = row.aggregate_type;
+            let aggregate_id = row.aggregate_id;
+            let sequence = row.sequence;
+            let position = row.position;
+            let previous = row.previous_sequence;
             let expected = previous.unwrap_or(0) + 1;
             if sequence > expected {
                 // A gap: the events in it were deleted. This event's link cannot be
@@ -204,8 +205,8 @@ pub async fn verify(pool: &PgPool, progress: Progress<'_>) -> sqlx::Result<Repor
                     );
                 }
             } else {
-                let stored: Vec<u8> = row.try_get("hash")?;
-                let content: Vec<u8> = row.try_get("content_hash")?;
+                let stored = row.hash;
+                let content = row.content_hash;
                 let redaction = redactions.get(&position);
                 if stored == content {
                     continue;
@@ -236,46 +237,39 @@ pub async fn verify(pool: &PgPool, progress: Progress<'_>) -> sqlx::Result<Repor
 
     // 2. Every receipt against the events, and every event against the receipts. Only
     // the disagreements come back.
-    let checked_receipts: i64 = sqlx::query_scalar(
-        "SELECT (SELECT count(*) FROM append_receipts) + (SELECT count(*) FROM outbox)",
+    let checked_receipts = sqlx::query_scalar!(
+        r#"SELECT (SELECT count(*) FROM append_receipts) + (SELECT count(*) FROM outbox) AS "n!""#
     )
     .fetch_one(&mut *tx)
     .await?;
     {
-        let mut rows = sqlx::query(
-            "WITH appended AS (
+        // A full join: every column may be NULL (the `?` overrides say so).
+        let mut rows = sqlx::query!(
+            r#"WITH appended AS (
                  SELECT a.*
                    FROM append_receipts r,
                         unnest(r.positions, r.aggregate_types, r.aggregate_ids, r.sequences, r.hashes)
                             AS a(position, aggregate_type, aggregate_id, sequence, hash)
                   UNION ALL
                  SELECT position, aggregate_type, aggregate_id, sequence, hash FROM outbox)
-             SELECT a.position AS a_position, a.aggregate_type AS a_type, a.aggregate_id AS a_id,
-                    a.sequence AS a_sequence,
-                    e.position AS e_position, e.aggregate_type AS e_type, e.aggregate_id AS e_id,
-                    e.sequence AS e_sequence,
+             SELECT a.position AS "a_position?", a.aggregate_type AS "a_type?", a.aggregate_id AS "a_id?",
+                    a.sequence AS "a_sequence?",
+                    e.position AS "e_position?", e.aggregate_type AS "e_type?", e.aggregate_id AS "e_id?",
+                    e.sequence AS "e_sequence?",
                     a.hash IS NOT DISTINCT FROM e.hash AS same_hash
                FROM appended a
                FULL JOIN events e ON e.position = a.position
               WHERE a.position IS NULL OR e.position IS NULL
                  OR (a.aggregate_type, a.aggregate_id, a.sequence, a.hash)
                     IS DISTINCT FROM (e.aggregate_type, e.aggregate_id, e.sequence, e.hash)
-              ORDER BY coalesce(a.position, e.position)",
+              ORDER BY coalesce(a.position, e.position)"#
         )
         .fetch(&mut *tx);
         while let Some(row) = rows.try_next().await? {
-            let appended: Option<i64> = row.try_get("a_position")?;
-            let stored: Option<i64> = row.try_get("e_position")?;
-            let a = (
-                row.try_get::<Option<String>, _>("a_type")?,
-                row.try_get::<Option<String>, _>("a_id")?,
-                row.try_get::<Option<i64>, _>("a_sequence")?,
-            );
-            let e = (
-                row.try_get::<Option<String>, _>("e_type")?,
-                row.try_get::<Option<String>, _>("e_id")?,
-                row.try_get::<Option<i64>, _>("e_sequence")?,
-            );
+            let appended = row.a_position;
+            let stored = row.e_position;
+            let a = (row.a_type, row.a_id, row.a_sequence);
+            let e = (row.e_type, row.e_id, row.e_sequence);
             let problem = match (appended, stored, a, e) {
                 (Some(position), None, (Some(t), Some(i), Some(s)), _) => Problem {
                     kind: ProblemKind::Deleted,
@@ -344,20 +338,20 @@ pub async fn verify(pool: &PgPool, progress: Progress<'_>) -> sqlx::Result<Repor
 /// `redactions` table, a convenience for exports that anyone who can write to the
 /// events could write to as well.
 async fn recorded_redactions(conn: &mut sqlx::PgConnection) -> sqlx::Result<HashMap<i64, Vec<u8>>> {
-    let rows: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT entry ->> 'position', entry ->> 'hash'
+    let rows = sqlx::query!(
+        r#"SELECT entry ->> 'position' AS "position?", entry ->> 'hash' AS "hash?"
            FROM events,
                 jsonb_array_elements(CASE jsonb_typeof(payload -> 'EventsRedacted' -> 'events')
                                      WHEN 'array' THEN payload -> 'EventsRedacted' -> 'events'
                                      ELSE '[]' END) AS entry
           WHERE aggregate_type = 'store' AND aggregate_id = 'redactions'
-            AND event_type = 'EventsRedacted'",
+            AND event_type = 'EventsRedacted'"#
     )
     .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(position, hash)| Some((position?.parse().ok()?, hex_decode(&hash?)?)))
+        .filter_map(|row| Some((row.position?.parse().ok()?, hex_decode(&row.hash?)?)))
         .collect())
 }
 

@@ -3,9 +3,10 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use domain::booking::BookingStatus;
 use platform::auth::User;
 use platform::http::{ApiError, PathId, QueryParams};
-use read_model::views::BookingRow;
+use read_model::views::{BookingRow, StoredName};
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -91,11 +92,17 @@ fn stored(row: &BookingRow) -> contacts::Stored<'_> {
 }
 
 async fn fetch(app: &AppState, id: Uuid) -> Result<Option<BookingRow>, ApiError> {
-    sqlx::query_as("SELECT * FROM booking_view WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&app.read)
-        .await
-        .map_err(ApiError::unexpected)
+    sqlx::query_as!(
+        BookingRow,
+        r#"SELECT id, event_id, user_id, seats, amount_cents, currency,
+                  status AS "status: StoredName<BookingStatus>", reason, refunded, history,
+                  contact, created_at, updated_at, last_sequence
+             FROM booking_view WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(&app.read)
+    .await
+    .map_err(ApiError::unexpected)
 }
 
 #[derive(Deserialize)]
@@ -120,14 +127,18 @@ pub(crate) async fn mine(
 ) -> Result<Json<Page<Booking>>, ApiError> {
     let limit = pagination::limit(query.limit)?;
     let before: Option<Uuid> = pagination::decode(query.cursor.as_deref())?;
-    let rows: Vec<BookingRow> = sqlx::query_as(
-        "SELECT * FROM booking_view
-          WHERE user_id = $1 AND ($2::uuid IS NULL OR id < $2)
-          ORDER BY id DESC LIMIT $3",
+    let rows = sqlx::query_as!(
+        BookingRow,
+        r#"SELECT id, event_id, user_id, seats, amount_cents, currency,
+                  status AS "status: StoredName<BookingStatus>", reason, refunded, history,
+                  contact, created_at, updated_at, last_sequence
+             FROM booking_view
+            WHERE user_id = $1 AND ($2::uuid IS NULL OR id < $2)
+            ORDER BY id DESC LIMIT $3"#,
+        &user.id,
+        before,
+        limit + 1
     )
-    .bind(&user.id)
-    .bind(before)
-    .bind(limit + 1)
     .fetch_all(&app.read)
     .await?;
     let stored: Vec<contacts::Stored<'_>> = rows.iter().map(stored).collect();

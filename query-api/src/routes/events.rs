@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use platform::auth::User;
 use platform::http::{ApiError, PathId, QueryParams};
-use read_model::views::EventRow;
+use read_model::views::{EventRow, EventStatus, StoredName};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -112,25 +112,30 @@ pub(crate) async fn list(
         None => None,
     };
     let after: Option<(DateTime<Utc>, Uuid)> = pagination::decode(query.cursor.as_deref())?;
-    let rows: Vec<EventRow> = sqlx::query_as(
-        "SELECT * FROM event_view
-          WHERE ($1::uuid IS NULL OR location_id = $1)
-            AND ($2::text IS NULL OR name ILIKE $2)
-            AND ($3::timestamptz IS NULL OR starts_at > $3)
-            AND ($4::timestamptz IS NULL OR starts_at < $4)
-            AND ($5::text IS NULL OR status = $5)
-            AND ($6::timestamptz IS NULL OR (starts_at, id) > ($6, $7))
-          ORDER BY starts_at, id
-          LIMIT $8",
+    let rows = sqlx::query_as!(
+        EventRow,
+        r#"SELECT id, name, location_id, location_name, hall, starts_at, ends_at, price_cents,
+                  currency, capacity, seats_held, seats_sold, seats_available,
+                  status AS "status: StoredName<EventStatus>", created_at, updated_at,
+                  last_sequence
+             FROM event_view
+            WHERE ($1::uuid IS NULL OR location_id = $1)
+              AND ($2::text IS NULL OR name ILIKE $2)
+              AND ($3::timestamptz IS NULL OR starts_at > $3)
+              AND ($4::timestamptz IS NULL OR starts_at < $4)
+              AND ($5::text IS NULL OR status = $5)
+              AND ($6::timestamptz IS NULL OR (starts_at, id) > ($6, $7))
+            ORDER BY starts_at, id
+            LIMIT $8"#,
+        location_id,
+        pattern,
+        starts_after,
+        starts_before,
+        query.status,
+        after.map(|(t, _)| t),
+        after.map(|(_, id)| id),
+        limit + 1
     )
-    .bind(location_id)
-    .bind(pattern)
-    .bind(starts_after)
-    .bind(starts_before)
-    .bind(query.status)
-    .bind(after.map(|(t, _)| t))
-    .bind(after.map(|(_, id)| id))
-    .bind(limit + 1)
     .fetch_all(&app.read)
     .await?;
     Ok(Json(pagination::page(
@@ -154,10 +159,17 @@ pub(crate) async fn one(
     _: Consistent,
     PathId(id): PathId,
 ) -> Result<Json<Event>, ApiError> {
-    let row: Option<EventRow> = sqlx::query_as("SELECT * FROM event_view WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&app.read)
-        .await?;
+    let row = sqlx::query_as!(
+        EventRow,
+        r#"SELECT id, name, location_id, location_name, hall, starts_at, ends_at, price_cents,
+                  currency, capacity, seats_held, seats_sold, seats_available,
+                  status AS "status: StoredName<EventStatus>", created_at, updated_at,
+                  last_sequence
+             FROM event_view WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(&app.read)
+    .await?;
     row.map(|r| Json(render(&r)))
         .ok_or_else(|| ApiError::not_found("no such event"))
 }

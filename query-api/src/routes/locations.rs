@@ -53,11 +53,13 @@ pub(crate) async fn list(
 ) -> Result<Json<Page<Location>>, ApiError> {
     let limit = pagination::limit(query.limit)?;
     let after: Option<Uuid> = pagination::decode(query.cursor.as_deref())?;
-    let rows: Vec<LocationRow> = sqlx::query_as(
-        "SELECT * FROM location_view WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+    let rows = sqlx::query_as!(
+        LocationRow,
+        "SELECT id, name, address, country, halls, created_at, updated_at, last_sequence
+           FROM location_view WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+        after,
+        limit + 1
     )
-    .bind(after)
-    .bind(limit + 1)
     .fetch_all(&app.read)
     .await?;
     Ok(Json(pagination::page(rows, limit, |r| r.id, render)))
@@ -76,10 +78,14 @@ pub(crate) async fn one(
     _: Consistent,
     PathId(id): PathId,
 ) -> Result<Json<Location>, ApiError> {
-    let row: Option<LocationRow> = sqlx::query_as("SELECT * FROM location_view WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&app.read)
-        .await?;
+    let row = sqlx::query_as!(
+        LocationRow,
+        "SELECT id, name, address, country, halls, created_at, updated_at, last_sequence
+           FROM location_view WHERE id = $1",
+        id
+    )
+    .fetch_optional(&app.read)
+    .await?;
     row.map(|r| Json(render(&r)))
         .ok_or_else(|| ApiError::not_found("no such location"))
 }

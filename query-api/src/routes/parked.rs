@@ -25,7 +25,7 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// A parked event as listed.
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Parked {
     position: i64,
     projection: String,
@@ -51,10 +51,11 @@ pub(crate) async fn list(
     State(app): State<AppState>,
     _admin: Admin,
 ) -> Result<Json<ParkedEvents>, ApiError> {
-    let items: Vec<Parked> = sqlx::query_as(
+    let items = sqlx::query_as!(
+        Parked,
         "SELECT position, projection, aggregate_type, aggregate_id, sequence, event_type,
                 event_version, error, attempts, parked_at, last_attempt_at, retry_requested_at
-           FROM parked_events ORDER BY position LIMIT 1000",
+           FROM parked_events ORDER BY position LIMIT 1000"
     )
     .fetch_all(&app.read)
     .await?;
@@ -76,12 +77,13 @@ pub(crate) async fn retry(
 ) -> Result<(StatusCode, Json<Parked>), ApiError> {
     let unknown = || ApiError::not_found("no parked event at that position");
     let position: i64 = position.parse().map_err(|_| unknown())?;
-    let asked: Option<Parked> = sqlx::query_as(
+    let asked = sqlx::query_as!(
+        Parked,
         "UPDATE parked_events SET retry_requested_at = now() WHERE position = $1
          RETURNING position, projection, aggregate_type, aggregate_id, sequence, event_type,
                    event_version, error, attempts, parked_at, last_attempt_at, retry_requested_at",
+        position
     )
-    .bind(position)
     .fetch_optional(&app.read)
     .await?;
     let parked = asked.ok_or_else(unknown)?;
