@@ -63,10 +63,9 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
 impl RequestContext {
     fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
         let IdempotencyKey(idempotency_key) = IdempotencyKey::from_headers(headers)?;
-        let correlation_id = headers
-            .get("x-correlation-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| (1..=100).contains(&v.len()))
+        // Set by the HTTP layer on every request; made here for a handler called
+        // without it.
+        let correlation_id = platform::access_log::correlation_id(headers)
             .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
         // The HTTP layer (platform::access_log) has set it to the request's own span
         // (the caller's trace continued). Without one, or a malformed one (a handler

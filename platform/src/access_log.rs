@@ -118,11 +118,14 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The client's `X-Correlation-Id`, when it is usable (1 to 100 characters of text).
+pub fn correlation_id(headers: &HeaderMap) -> Option<&str> {
+    header(headers, "x-correlation-id").filter(|v| (1..=100).contains(&v.len()))
+}
+
 /// The request's correlation id, made and set when it has none (or an unusable one).
 fn ensure_correlation_id(headers: &mut HeaderMap) -> String {
-    if let Some(given) =
-        header(headers, "x-correlation-id").filter(|v| (1..=100).contains(&v.len()))
-    {
+    if let Some(given) = correlation_id(headers) {
         return given.to_owned();
     }
     let made = Uuid::new_v4().to_string();
