@@ -84,13 +84,14 @@ async fn receive(
             .to_owned();
         for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
             for span in scope["spans"].as_array().into_iter().flatten() {
-                let text = |key: &str| span[key].as_str().unwrap_or("").to_ascii_lowercase();
+                // Ids in lower-case hex, whatever case the sender wrote them in.
+                let id = |key: &str| span[key].as_str().unwrap_or("").to_ascii_lowercase();
                 received.push(ReceivedSpan {
                     service: service.clone(),
-                    name: text("name"),
-                    trace_id: text("traceId"),
-                    span_id: text("spanId"),
-                    parent_span_id: text("parentSpanId"),
+                    name: span["name"].as_str().unwrap_or("").to_owned(),
+                    trace_id: id("traceId"),
+                    span_id: id("spanId"),
+                    parent_span_id: id("parentSpanId"),
                 });
             }
         }
