@@ -3,7 +3,8 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-# librdkafka is built from source by rdkafka-sys (make, gcc, perl, zlib: all in this image).
+# librdkafka is built from source by rdkafka-sys, with an OpenSSL of its own (TLS, SASL
+# PLAIN and SCRAM): make, gcc, perl, zlib are all in this image.
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

@@ -446,19 +446,28 @@ wait_http() ( # URL TIMEOUT_SECS [PID]
 GATEWAY_PORT="${BOXOFFICE_GATEWAY_PORT:-8000}"
 GATEWAY_TLS_PORT="${BOXOFFICE_GATEWAY_TLS_PORT:-8443}"
 
+# Where Debian's libnginx-mod-stream puts the stream module.
+NGINX_STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
+
 nginx_bin() {
     command -v nginx 2>/dev/null || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; }
 }
 
 ensure_nginx_installed() (
     set -euo pipefail
-    if [[ -z $(nginx_bin) ]]; then
-        say "nginx not found; installing Debian's nginx with apt-get"
+    # nginx, its stream module (the tests' TLS proxy in front of a broker, see
+    # testkit::tls_broker) and the openssl tool (the tests' certificates).
+    local missing=()
+    [[ -n $(nginx_bin) ]] || missing+=(nginx)
+    [[ -e $NGINX_STREAM_MODULE ]] || missing+=(libnginx-mod-stream)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    if ((${#missing[@]} > 0)); then
+        say "installing ${missing[*]} (Debian) with apt-get"
         local sudo=()
         ((EUID == 0)) || sudo=(sudo)
         "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 update
         "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
-            install -y --no-install-recommends nginx
+            install -y --no-install-recommends "${missing[@]}"
         [[ -n $(nginx_bin) ]] || die "apt-get installed nginx but no nginx binary was found"
     fi
     say "nginx: $(nginx_bin) ($("$(nginx_bin)" -v 2>&1))"

@@ -453,7 +453,12 @@ async fn drill(args: &Args, seed: u64, url: &str, logs: &Path) -> anyhow::Result
                 system.start(Svc::Broker).await?;
                 // An operator recreates the topic of a broker that lost everything (the
                 // relay and the projector would too, on their next error).
-                let _ = platform::kafka::ensure_topic(&system.brokers(), &topic()).await;
+                let _ = platform::kafka::ensure_topic(
+                    &system.brokers(),
+                    &platform::kafka::KafkaSecurity::PLAINTEXT,
+                    &topic(),
+                )
+                .await;
             }
             Fault::PostgresBackends => {
                 let terminated: i64 = sqlx::query_scalar(

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use platform::auth::{Jwt, Role};
-use platform::kafka::{client_config, ensure_topic, KafkaLogs, TopicSpec};
+use platform::kafka::{client_config, ensure_topic, KafkaLogs, KafkaSecurity, TopicSpec};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
@@ -173,6 +173,7 @@ async fn measure_round_trip(
     let topic = format!("bench.round-trip.{}", Uuid::new_v4().simple());
     ensure_topic(
         brokers,
+        &KafkaSecurity::PLAINTEXT,
         &TopicSpec {
             name: topic.clone(),
             partitions: 6,
@@ -180,14 +181,14 @@ async fn measure_round_trip(
         },
     )
     .await?;
-    let consumer: StreamConsumer<KafkaLogs> = client_config(brokers)
+    let consumer: StreamConsumer<KafkaLogs> = client_config(brokers, &KafkaSecurity::PLAINTEXT)
         .set("group.id", format!("bench-{}", Uuid::new_v4().simple()))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "10")
         .create_with_context(KafkaLogs)?;
     consumer.subscribe(&[&topic])?;
-    let producer: FutureProducer<KafkaLogs> = client_config(brokers)
+    let producer: FutureProducer<KafkaLogs> = client_config(brokers, &KafkaSecurity::PLAINTEXT)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .create_with_context(KafkaLogs)?;

@@ -102,6 +102,7 @@ impl Application {
             .context("cannot read the store's identity")?;
         let mut registry = Registry::default();
         let metrics = Metrics::new(&mut registry);
+        platform::metrics::register_pools(&mut registry, vec![("event_store", pool.clone())]);
         let (appended, _) = watch::channel(0u64);
         let appender = Appender::start(
             pool.clone(),
@@ -177,6 +178,7 @@ impl Application {
             let relay = Relay::new(
                 pool.clone(),
                 self.config.kafka_brokers.clone(),
+                self.config.kafka_security.clone(),
                 self.config.topic.clone(),
                 self.config.relay.clone(),
                 self.state.metrics.clone(),
@@ -221,6 +223,7 @@ impl Application {
 
         let broker = BrokerWatch::start(
             &self.config.kafka_brokers,
+            &self.config.kafka_security,
             &self.config.topic.name,
             BROKER_CHECK_EVERY,
             self.state.metrics.broker_up.clone(),

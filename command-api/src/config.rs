@@ -8,7 +8,7 @@ use anyhow::anyhow;
 use clap::ArgAction;
 use platform::auth::{JwtRules, JwtSettings};
 use platform::config::{empty_is_unset, first_set, required, set};
-use platform::kafka::{KafkaSettings, TopicSpec};
+use platform::kafka::{KafkaSecurity, KafkaSettings, TopicSpec};
 use platform::server::{HttpSettings, ServerLimits};
 use platform::telemetry::LogSettings;
 
@@ -27,6 +27,9 @@ pub struct Config {
     pub append_queue: usize,
     /// `KAFKA_BROKERS` (default `127.0.0.1:9092`).
     pub kafka_brokers: String,
+    /// `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_*` (default plaintext):
+    /// TLS and SASL for every Kafka client.
+    pub kafka_security: KafkaSecurity,
     /// `KAFKA_TOPIC` (default `boxoffice.events`), `KAFKA_TOPIC_PARTITIONS` (default 6)
     /// and `KAFKA_TOPIC_REPLICATION` (default 1), used when the topic must be created.
     pub topic: TopicSpec,
@@ -151,6 +154,7 @@ impl std::fmt::Debug for Config {
             .field("append_writers", &self.append_writers)
             .field("append_queue", &self.append_queue)
             .field("kafka_brokers", &self.kafka_brokers)
+            .field("kafka_security", &self.kafka_security)
             .field("topic", &self.topic)
             .field("jwt_secret", &"<redacted>")
             .field("jwt_rules", &self.jwt_rules)
@@ -176,6 +180,7 @@ impl Config {
             append_writers: 2,
             append_queue: 4096,
             kafka_brokers: "127.0.0.1:9092".into(),
+            kafka_security: KafkaSecurity::PLAINTEXT,
             topic: TopicSpec {
                 name: "boxoffice.events".into(),
                 partitions: 6,
@@ -389,6 +394,7 @@ impl TryFrom<Settings> for Config {
             append_writers: s.append_writers,
             append_queue: s.append_queue,
             kafka_brokers: s.kafka.kafka_brokers.clone(),
+            kafka_security: s.kafka.security.clone().validated()?,
             topic: s.kafka.topic(),
             jwt_rules: s.jwt.rules(),
             addr: s.command_api_addr,

@@ -141,6 +141,8 @@ pub struct FindingLabel {
 /// Every metric command-api exports.
 #[derive(Clone)]
 pub struct Metrics {
+    /// Answers by method, route, status and error code (the access-log layer counts).
+    pub http: platform::access_log::HttpMetrics,
     /// Commands by name and outcome.
     pub commands: Family<CommandLabels, Counter>,
     /// Command latency, from the request parsed to the answer ready.
@@ -155,6 +157,8 @@ pub struct Metrics {
     pub append_statement_aggregates: Histogram,
     /// Rows waiting in the outbox, as last seen by the relay leader.
     pub outbox_backlog: Gauge,
+    /// Seconds since the oldest row still in the outbox was appended (0: empty).
+    pub outbox_oldest_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Events published to the topic (acknowledged by the broker).
     pub outbox_published: Counter,
     /// Time from an event's append to the broker's acknowledgement.
@@ -204,6 +208,7 @@ impl Metrics {
     /// Fresh metrics, registered in `registry`.
     pub fn new(registry: &mut Registry) -> Self {
         let metrics = Self {
+            http: platform::access_log::HttpMetrics::new(registry),
             commands: Family::default(),
             command_seconds: Family::new_with_constructor(latency_histogram),
             conflicts: Family::default(),
@@ -215,6 +220,7 @@ impl Metrics {
                 prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 10),
             ),
             outbox_backlog: Gauge::default(),
+            outbox_oldest_age: Gauge::default(),
             outbox_published: Counter::default(),
             publish_seconds: latency_histogram(),
             publish_failures: Counter::default(),
@@ -273,6 +279,12 @@ impl Metrics {
             "boxoffice_outbox_backlog",
             "Outbox rows not yet published",
             metrics.outbox_backlog.clone(),
+        );
+        registry.register_with_unit(
+            "boxoffice_outbox_oldest_age",
+            "How long the oldest row still in the outbox has waited (0: the outbox is empty)",
+            prometheus_client::registry::Unit::Seconds,
+            metrics.outbox_oldest_age.clone(),
         );
         registry.register(
             "boxoffice_outbox_published",

@@ -44,7 +44,7 @@ use domain::metadata::EventMetadata;
 use futures::future::join_all;
 use platform::cloudevents;
 use platform::kafka::{
-    client_config, ensure_topic, partition_count, KafkaLogs, TopicSpec, WireEvent,
+    client_config, ensure_topic, partition_count, KafkaLogs, KafkaSecurity, TopicSpec, WireEvent,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -116,6 +116,7 @@ pub async fn notify_after_commits(
 pub struct Relay {
     pool: PgPool,
     brokers: String,
+    security: KafkaSecurity,
     topic: TopicSpec,
     config: RelayConfig,
     metrics: Metrics,
@@ -140,6 +141,7 @@ impl Relay {
     pub fn new(
         pool: PgPool,
         brokers: String,
+        security: KafkaSecurity,
         topic: TopicSpec,
         config: RelayConfig,
         metrics: Metrics,
@@ -147,6 +149,7 @@ impl Relay {
         Self {
             pool,
             brokers,
+            security,
             topic,
             config,
             metrics,
@@ -233,10 +236,17 @@ impl Relay {
 
         while !shutdown.is_cancelled() {
             if backlog_counted.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-                let backlog: i64 = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM outbox"#)
-                    .fetch_one(&self.pool)
-                    .await?;
-                self.metrics.outbox_backlog.set(backlog);
+                let backlog = sqlx::query!(
+                    r#"SELECT count(*) AS "rows!",
+                              coalesce(extract(epoch FROM clock_timestamp() - min(enqueued_at)), 0)::float8 AS "oldest_secs!"
+                       FROM outbox"#
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                self.metrics.outbox_backlog.set(backlog.rows);
+                self.metrics
+                    .outbox_oldest_age
+                    .set(backlog.oldest_secs.max(0.0));
                 backlog_counted = Some(Instant::now());
             }
 
@@ -353,7 +363,7 @@ impl Relay {
                 }
                 () = tokio::time::sleep(TOPIC_WATCH) => {
                     // Still waiting: is the broker there, and does it still know the topic?
-                    match ensure_topic(&self.brokers, &self.topic).await {
+                    match ensure_topic(&self.brokers, &self.security, &self.topic).await {
                         Err(err) => {
                             broker_answering_since = None;
                             tracing::warn!(cause = format!("{err:#}"), "waiting for the broker to come back");
@@ -401,7 +411,7 @@ impl Relay {
     }
 
     fn producer(&self) -> anyhow::Result<FutureProducer<KafkaLogs>> {
-        client_config(&self.brokers)
+        client_config(&self.brokers, &self.security)
             .set("enable.idempotence", "true")
             // Turn a failure that could leave a gap in a partition into a fatal error
             // (the producer is then rebuilt and the unacknowledged rows sent again).
@@ -420,7 +430,7 @@ impl Relay {
     async fn wait_for_topic(&self, shutdown: &CancellationToken) {
         let mut pause = Duration::from_millis(250);
         loop {
-            match ensure_topic(&self.brokers, &self.topic).await {
+            match ensure_topic(&self.brokers, &self.security, &self.topic).await {
                 Ok(()) => return,
                 Err(err) => {
                     tracing::warn!(cause = format!("{err:#}"), "broker not ready for the relay")
@@ -439,12 +449,14 @@ impl Relay {
     /// partition can be such rows: a leader has at most one batch in flight.
     async fn skip_already_published(&self, lock: &mut PgConnection) -> anyhow::Result<()> {
         let brokers = self.brokers.clone();
+        let security = self.security.clone();
         let topic = self.topic.name.clone();
         let depth = self.config.batch_size;
-        let positions =
-            tokio::task::spawn_blocking(move || read_tail_positions(&brokers, &topic, depth))
-                .await
-                .context("tail reader panicked")??;
+        let positions = tokio::task::spawn_blocking(move || {
+            read_tail_positions(&brokers, &security, &topic, depth)
+        })
+        .await
+        .context("tail reader panicked")??;
         if positions.is_empty() {
             return Ok(());
         }
@@ -460,9 +472,14 @@ impl Relay {
 }
 
 /// The positions in the last `depth` messages of every partition of `topic`.
-fn read_tail_positions(brokers: &str, topic: &str, depth: i64) -> anyhow::Result<Vec<i64>> {
+fn read_tail_positions(
+    brokers: &str,
+    security: &KafkaSecurity,
+    topic: &str,
+    depth: i64,
+) -> anyhow::Result<Vec<i64>> {
     const WAIT: Duration = Duration::from_secs(10);
-    let consumer: BaseConsumer<KafkaLogs> = client_config(brokers)
+    let consumer: BaseConsumer<KafkaLogs> = client_config(brokers, security)
         .set("group.id", "boxoffice-relay-tail")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::kafka::TopicSpec;
+use platform::kafka::{KafkaSecurity, TopicSpec};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 pub use testkit::api::{admin, customer, event_body, event_body_in, location_body, Answer};
@@ -27,6 +27,8 @@ pub struct Stack {
     /// The payment gateway command-api pays through.
     pub gateway: Gateway,
     pub brokers: String,
+    /// How the services reach the broker (plaintext unless a test says otherwise).
+    pub kafka_security: KafkaSecurity,
     /// The topic the projector consumes.
     pub topic: TopicSpec,
     /// The topic the relay publishes to (the same unless a test redirected the projector).
@@ -47,6 +49,8 @@ pub struct Stack {
 pub struct Options {
     /// The broker (the shared test broker by default).
     pub brokers: Option<String>,
+    /// How the services reach it (TLS, SASL).
+    pub kafka_security: KafkaSecurity,
     /// How often the projector sweeps the store (`ZERO`: never).
     pub sweep: Duration,
     /// The topic the projector consumes, when it should not be the relay's.
@@ -63,6 +67,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             brokers: None,
+            kafka_security: KafkaSecurity::PLAINTEXT,
             sweep: Duration::from_millis(500),
             projector_topic: None,
             sagas: true,
@@ -85,6 +90,7 @@ pub fn projector_config(
         database_url: url.clone(),
         read_database_url: url,
         kafka_brokers: brokers.to_owned(),
+        kafka_security: platform::kafka::KafkaSecurity::PLAINTEXT,
         topic: topic.clone(),
         group: group.to_owned(),
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -135,6 +141,7 @@ impl Stack {
             command_api::Config::new(&roles::url_as(&db.url, roles::COMMAND), JWT_SECRET);
         command_config.db_max_connections = 10;
         command_config.kafka_brokers = brokers.clone();
+        command_config.kafka_security = options.kafka_security.clone();
         command_config.topic = topic.clone();
         command_config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
         command_config.relay.poll_interval = Duration::from_millis(200);
@@ -166,6 +173,7 @@ impl Stack {
             db,
             gateway,
             brokers,
+            kafka_security: options.kafka_security,
             relay_topic: topic.name.clone(),
             command_state,
             query_state,
@@ -195,6 +203,7 @@ impl Stack {
             &self.group,
             self.sweep,
         );
+        config.kafka_security = self.kafka_security.clone();
         change(&mut config);
         let app = projector::Application::build(config)
             .await

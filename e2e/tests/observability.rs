@@ -490,3 +490,83 @@ async fn observability_every_metric_a_dashboard_or_an_alert_names_is_exported() 
     );
     stack.stop().await;
 }
+
+/// The value of the sample whose line starts with `series` (name and labels, as the
+/// exposition writes them), if there is one.
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn answers_are_counted_by_status_and_error_code_and_the_pools_and_outbox_age_are_shown() {
+    let stack = Stack::start().await;
+    let location = stack.location("Olympia", 10).await;
+    let event = stack.event(&event_body(&location)).await.id();
+    let path = format!("/v1/events/{event}/bookings");
+    // Two refusals of the same kind, one of another, and a success.
+    let nowhere = format!("/v1/events/{}/bookings", uuid::Uuid::now_v7());
+    let mut codes = Vec::new();
+    for (path, seats) in [(&path, 0), (&path, 0), (&nowhere, 1)] {
+        let body = json!({"seats": seats, "card_token": "tok_visa"});
+        let refused = stack.command(path, &customer("alice"), &body).await;
+        assert!(refused.status.is_client_error(), "{}", refused.body);
+        let code = refused.body["error"]["code"].as_str().unwrap().to_owned();
+        codes.push((refused.status.as_u16(), code));
+    }
+    assert_eq!(
+        stack.book(&event, "alice", 1).await.status,
+        StatusCode::ACCEPTED
+    );
+    stack.published().await;
+
+    let metrics = scrape(&stack, &stack.command.url("/metrics")).await;
+    let count = |status: u16, code: &str| {
+        let series = format!(
+            "boxoffice_http_responses_total{{method=\"POST\",route=\"/v1/events/{{id}}/bookings\",status=\"{status}\",code=\"{code}\"}}"
+        );
+        sample(&metrics, &series).unwrap_or(0.0)
+    };
+    let (status, code) = &codes[0];
+    assert_eq!(count(*status, code), 2.0, "{codes:?}\n{metrics}");
+    let (status, other) = &codes[2];
+    assert_ne!(other, code, "two kinds of refusal: {codes:?}");
+    assert_eq!(count(*status, other), 1.0, "{metrics}");
+    assert_eq!(count(202, ""), 1.0, "{metrics}");
+    // The event store's pool, as the e2e stack sizes it (10), and the empty outbox.
+    assert_eq!(
+        sample(
+            &metrics,
+            "boxoffice_db_pool_max_connections{pool=\"event_store\"}"
+        ),
+        Some(10.0),
+        "{metrics}"
+    );
+    let open: f64 = ["idle", "in_use"]
+        .iter()
+        .map(|state| {
+            sample(
+                &metrics,
+                &format!("boxoffice_db_pool_connections{{pool=\"event_store\",state=\"{state}\"}}"),
+            )
+            .expect("both states are shown")
+        })
+        .sum();
+    assert!((1.0..=10.0).contains(&open), "{open} open\n{metrics}");
+    let age = testkit::eventually(
+        Duration::from_secs(10),
+        "the outbox's age to be measured empty",
+        || {
+            let stack = &stack;
+            async move {
+                let metrics = scrape(stack, &stack.command.url("/metrics")).await;
+                sample(&metrics, "boxoffice_outbox_oldest_age_seconds").filter(|age| *age == 0.0)
+            }
+        },
+    )
+    .await;
+    assert_eq!(age, 0.0);
+    stack.stop().await;
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use domain::booking::BookingCommand;
 use e2e::*;
-use platform::kafka::{client_config, KafkaLogs, WireEvent};
+use platform::kafka::{client_config, KafkaLogs, KafkaSecurity, WireEvent};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -23,7 +23,7 @@ async fn checksums(stack: &Stack) -> Vec<String> {
 
 /// Produces `events` to `topic` as the relay would (key = aggregate id).
 async fn produce(brokers: &str, topic: &str, events: &[WireEvent]) {
-    let producer: FutureProducer<KafkaLogs> = client_config(brokers)
+    let producer: FutureProducer<KafkaLogs> = client_config(brokers, &KafkaSecurity::PLAINTEXT)
         .create_with_context(KafkaLogs)
         .expect("a producer");
     for event in events {

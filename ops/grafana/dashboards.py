@@ -117,8 +117,33 @@ DASHBOARDS = {
                 ],
                 "reqps",
                 "Commands the domain refused (4xx answers: sold out, not allowed, invalid "
-                "state, ...). The error code of a refusal is not a label of any metric; "
-                "the access logs have it.",
+                "state, ...).",
+                stack=True,
+            ),
+            ts(
+                "Refusals per second, by error code (command-api)",
+                [
+                    q(
+                        f'sum by (code) (rate(boxoffice_http_responses_total{{job="command-api", code!=""}}[{RATE}]))',
+                        "{{code}}",
+                    )
+                ],
+                "reqps",
+                "Every answer in the error envelope, by its `code` (validation, "
+                "sold_out, not_found, rate_limited, overloaded, ...): "
+                "boxoffice_http_responses_total, counted by the access-log layer.",
+                stack=True,
+            ),
+            ts(
+                "Answers per second, by status (command-api and query-api)",
+                [
+                    q(
+                        f'sum by (job, status) (rate(boxoffice_http_responses_total{{job=~"command-api|query-api"}}[{RATE}]))',
+                        "{{job}} {{status}}",
+                    )
+                ],
+                "reqps",
+                "Probes and /metrics are not counted.",
                 stack=True,
             ),
             ts(
@@ -261,9 +286,15 @@ DASHBOARDS = {
                 "Age of a row when published (append to broker acknowledgement)",
                 quantiles("boxoffice_outbox_publish_latency_seconds_bucket", qs=(0.5, 0.99, 0.999)),
                 "s",
-                "How old rows are when they leave the outbox. The age of the oldest row "
-                "still waiting is not exported; while nothing is published this stops "
-                "moving: read it with the backlog and the drain time.",
+                "How old rows are when they leave the outbox. While nothing is published "
+                "this stops moving: the next panel does not.",
+            ),
+            ts(
+                "Age of the oldest row still waiting",
+                [q("max(boxoffice_outbox_oldest_age_seconds)", "oldest row")],
+                "s",
+                "Measured by the relay's leader every second (0: the outbox is empty). "
+                "Growing without bound: nothing is published (broker away, no leader).",
             ),
             ts(
                 "Batch acknowledgement time",
@@ -590,13 +621,31 @@ DASHBOARDS = {
         "title": "boxoffice / Database",
         "description": "What the services tell of their use of Postgres: the append path, the read models' commits, the watcher's queries.",
         "panels": [
-            text(
-                "Connection pools: not exported",
-                "No service exports the state of its connection pools yet (sqlx's "
-                "`PgPool::size()` and `num_idle()`, and the time spent waiting for a "
-                "connection). Until then this dashboard shows the work the pools carry, "
-                "measured where it is done. Postgres itself is not scraped (no "
-                "postgres_exporter in compose.yaml).",
+            row("Connection pools"),
+            ts(
+                "Connections in use, by service and pool",
+                [
+                    q(
+                        'sum by (job, pool) (boxoffice_db_pool_connections{state="in_use"})',
+                        "{{job}} {{pool}}",
+                    )
+                ],
+                "short",
+                "Read at each scrape from sqlx's pools (size minus idle). Postgres itself "
+                "is not scraped (no postgres_exporter in compose.yaml).",
+            ),
+            ts(
+                "Pool use: in use / the pool's maximum",
+                [
+                    q(
+                        'sum by (job, pool) (boxoffice_db_pool_connections{state="in_use"}) '
+                        "/ on (job, pool) sum by (job, pool) (boxoffice_db_pool_max_connections)",
+                        "{{job}} {{pool}}",
+                    )
+                ],
+                "percentunit",
+                "Near 1: requests wait for a connection (raise the service's pool, e.g. "
+                "BOXOFFICE_DB_MAX_CONNECTIONS, or Postgres's max_connections).",
             ),
             row("Writes (command-api's event store pool)"),
             ts(

@@ -68,6 +68,7 @@ impl Application {
         platform::db::migrate_payment_gateway(&pool).await?;
         let mut registry = Registry::default();
         let metrics = Metrics::new(&mut registry);
+        platform::metrics::register_pools(&mut registry, vec![("payments", pool.clone())]);
         Ok(Self {
             pool,
             registry: Arc::new(registry),

@@ -47,6 +47,8 @@ pub struct TransitionLabel {
 /// Every metric the gateway exports.
 #[derive(Clone)]
 pub struct Metrics {
+    /// Answers by method, route, status and error code (the access-log layer counts).
+    pub http: platform::access_log::HttpMetrics,
     /// `payment_gateway_requests_total{operation,status}`.
     pub requests: Family<RequestLabels, Counter>,
     /// `payment_gateway_request_seconds{operation}`.
@@ -61,6 +63,7 @@ impl Metrics {
     /// Fresh metrics, registered in `registry`.
     pub fn new(registry: &mut Registry) -> Self {
         let metrics = Self {
+            http: platform::access_log::HttpMetrics::new(registry),
             requests: Family::default(),
             request_seconds: Family::new_with_constructor(latency_histogram),
             in_flight: Family::default(),

@@ -15,6 +15,10 @@
 //! - `X-Request-Id`: the front door's (or the client's), logged and echoed; absent when
 //!   nobody sent one.
 //!
+//! It counts the answers too ([`HttpMetrics`]): `boxoffice_http_responses_total` by
+//! method, route template, status and error code (the envelope's `code`, from the
+//! [`crate::http::ApiError`] that made the answer; empty for a success).
+//!
 //! ```json
 //! {"timestamp":"…","level":"INFO","message":"request","method":"POST",
 //!  "route":"/v1/events/{id}/bookings","status":202,"latency_ms":4.1,"user":"alice",
@@ -24,11 +28,15 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use domain::metadata::TraceParent;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -46,14 +54,59 @@ impl AccessUser {
     }
 }
 
+/// The answers a service gave, counted by the layer.
+#[derive(Clone, Debug, Default)]
+pub struct HttpMetrics {
+    responses: Family<ResponseLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResponseLabels {
+    method: String,
+    route: String,
+    status: String,
+    code: String,
+}
+
+impl HttpMetrics {
+    /// Fresh counters, registered in `registry`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "boxoffice_http_responses",
+            "Answers by method, route template, status and error code (empty: a success)",
+            metrics.responses.clone(),
+        );
+        metrics
+    }
+
+    /// How many answers had `status` and `code` (for tests).
+    pub fn count(&self, method: &str, route: &str, status: u16, code: &str) -> u64 {
+        self.responses
+            .get_or_create(&ResponseLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status: status.to_string(),
+                code: code.to_owned(),
+            })
+            .get()
+    }
+}
+
 /// Paths not logged.
 fn quiet(path: &str) -> bool {
     path.starts_with("/health/") || path == "/metrics"
 }
 
-/// The middleware: `router.layer(axum::middleware::from_fn(platform::access_log::layer))`,
-/// outermost, so that refusals of the other layers (overload, timeouts) are logged too.
-pub async fn layer(mut request: Request, next: Next) -> Response {
+/// The middleware:
+/// `router.layer(axum::middleware::from_fn_with_state(http_metrics, platform::access_log::layer))`,
+/// outermost, so that refusals of the other layers (overload, timeouts) are logged and
+/// counted too.
+pub async fn layer(
+    State(metrics): State<HttpMetrics>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     if quiet(request.uri().path()) {
         return next.run(request).await;
     }
@@ -82,6 +135,19 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
     let mut response = next.run(request).instrument(span.clone()).await;
 
     let status = response.status();
+    let code = response
+        .extensions()
+        .get::<crate::error_code::ErrorCode>()
+        .map_or("", |code| code.as_str());
+    metrics
+        .responses
+        .get_or_create(&ResponseLabels {
+            method: method.to_string(),
+            route: route.clone(),
+            status: status.as_u16().to_string(),
+            code: code.to_owned(),
+        })
+        .inc();
     span.record("http.response.status_code", status.as_u16());
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
@@ -176,7 +242,10 @@ mod tests {
                 }),
             )
             .route("/health/live", get(|| async { "ok" }))
-            .layer(axum::middleware::from_fn(layer))
+            .layer(axum::middleware::from_fn_with_state(
+                HttpMetrics::default(),
+                layer,
+            ))
     }
 
     /// The layer's tests take turns: `tracing` caches per call site whether anyone

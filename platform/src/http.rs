@@ -215,6 +215,8 @@ impl From<anyhow::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
+        // For the access log's count of answers by error code.
+        response.extensions_mut().insert(self.code);
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750: how to authenticate.
             response

@@ -81,14 +81,245 @@ impl ClientContext for KafkaLogs {
 
 impl ConsumerContext for KafkaLogs {}
 
-/// A client configuration for `brokers` (comma-separated `host:port`).
-pub fn client_config(brokers: &str) -> ClientConfig {
+/// A client configuration for `brokers` (comma-separated `host:port`), reached as
+/// `security` says (plaintext, TLS, SASL).
+pub fn client_config(brokers: &str, security: &KafkaSecurity) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
         // Fail a metadata request quickly when the broker is away; callers retry.
         .set("socket.timeout.ms", "10000");
+    security.apply(&mut config);
     config
+}
+
+/// How the clients reach the brokers: librdkafka's `security.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    /// No encryption, no authentication (the local broker, a private network).
+    Plaintext,
+    /// TLS.
+    Ssl,
+    /// SASL without TLS (the password travels in clear with PLAIN).
+    SaslPlaintext,
+    /// SASL over TLS: what managed Kafka services ask for.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+
+    fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+impl std::str::FromStr for SecurityProtocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "plaintext" => Ok(Self::Plaintext),
+            "ssl" => Ok(Self::Ssl),
+            "sasl_plaintext" => Ok(Self::SaslPlaintext),
+            "sasl_ssl" => Ok(Self::SaslSsl),
+            _ => Err("expected plaintext, ssl, sasl_plaintext or sasl_ssl".to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for SecurityProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        })
+    }
+}
+
+/// How a SASL client proves who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslMechanism {
+    /// The password itself (use it over TLS only).
+    Plain,
+    /// SCRAM with SHA-256: the password never crosses the wire.
+    ScramSha256,
+    /// SCRAM with SHA-512.
+    ScramSha512,
+}
+
+impl std::str::FromStr for SaslMechanism {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "PLAIN" => Ok(Self::Plain),
+            "SCRAM-SHA-256" => Ok(Self::ScramSha256),
+            "SCRAM-SHA-512" => Ok(Self::ScramSha512),
+            _ => Err("expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512".to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for SaslMechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        })
+    }
+}
+
+/// TLS and SASL for every Kafka client of a service (the producer, the consumers, the
+/// admin clients). The default is plaintext, as the local broker speaks; a managed
+/// cluster typically wants `KAFKA_SECURITY_PROTOCOL=sasl_ssl` with a SCRAM or PLAIN
+/// login. librdkafka is built with OpenSSL (rdkafka's `ssl-vendored` feature), which
+/// PLAIN and SCRAM need nothing more than.
+#[derive(Clone, PartialEq, Eq, clap::Args)]
+#[command(next_help_heading = "Kafka security")]
+pub struct KafkaSecurity {
+    /// `plaintext`, `ssl` (TLS), `sasl_plaintext` or `sasl_ssl` (SASL over TLS).
+    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", default_value_t = SecurityProtocol::Plaintext, value_parser = empty_is_unset::<SecurityProtocol>())]
+    pub kafka_security_protocol: SecurityProtocol,
+    /// With SASL: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    #[arg(long, env = "KAFKA_SASL_MECHANISM", value_parser = empty_is_unset::<SaslMechanism>())]
+    pub kafka_sasl_mechanism: Option<SaslMechanism>,
+    /// With SASL: the user name.
+    #[arg(long, env = "KAFKA_SASL_USERNAME", value_parser = empty_is_unset::<String>())]
+    pub kafka_sasl_username: Option<String>,
+    /// With SASL: the password. Never logged.
+    #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true, value_parser = empty_is_unset::<String>())]
+    pub kafka_sasl_password: Option<String>,
+    /// With TLS: the CA certificates (a PEM file) that the brokers' certificates must
+    /// chain to. Unset: the system's CA store.
+    #[arg(long, env = "KAFKA_SSL_CA_LOCATION", value_parser = empty_is_unset::<String>())]
+    pub kafka_ssl_ca_location: Option<String>,
+    /// With TLS, for brokers that ask for a client certificate: the certificate, a PEM
+    /// file (with `KAFKA_SSL_KEY_LOCATION`).
+    #[arg(long, env = "KAFKA_SSL_CERTIFICATE_LOCATION", value_parser = empty_is_unset::<String>())]
+    pub kafka_ssl_certificate_location: Option<String>,
+    /// The client certificate's private key, a PEM file.
+    #[arg(long, env = "KAFKA_SSL_KEY_LOCATION", value_parser = empty_is_unset::<String>())]
+    pub kafka_ssl_key_location: Option<String>,
+    /// The private key's password, if it has one. Never logged.
+    #[arg(long, env = "KAFKA_SSL_KEY_PASSWORD", hide_env_values = true, value_parser = empty_is_unset::<String>())]
+    pub kafka_ssl_key_password: Option<String>,
+}
+
+impl std::fmt::Debug for KafkaSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("KafkaSecurity")
+            .field("protocol", &self.kafka_security_protocol)
+            .field("sasl_mechanism", &self.kafka_sasl_mechanism)
+            .field("sasl_username", &self.kafka_sasl_username)
+            .field("sasl_password", &secret(&self.kafka_sasl_password))
+            .field("ssl_ca_location", &self.kafka_ssl_ca_location)
+            .field(
+                "ssl_certificate_location",
+                &self.kafka_ssl_certificate_location,
+            )
+            .field("ssl_key_location", &self.kafka_ssl_key_location)
+            .field("ssl_key_password", &secret(&self.kafka_ssl_key_password))
+            .finish()
+    }
+}
+
+impl Default for KafkaSecurity {
+    fn default() -> Self {
+        Self::PLAINTEXT
+    }
+}
+
+impl KafkaSecurity {
+    /// No TLS, no SASL (the local broker, and the tests).
+    pub const PLAINTEXT: Self = Self {
+        kafka_security_protocol: SecurityProtocol::Plaintext,
+        kafka_sasl_mechanism: None,
+        kafka_sasl_username: None,
+        kafka_sasl_password: None,
+        kafka_ssl_ca_location: None,
+        kafka_ssl_certificate_location: None,
+        kafka_ssl_key_location: None,
+        kafka_ssl_key_password: None,
+    };
+
+    /// The settings, checked as a whole: a SASL protocol needs its mechanism, user and
+    /// password; SASL or TLS settings given to a protocol that does not use them are a
+    /// mistake (the connection would silently go without them); a client certificate
+    /// needs its key and the files must be readable. Errors name the variable at fault,
+    /// so that a service refuses to start rather than retry a broker it can never reach.
+    pub fn validated(self) -> anyhow::Result<Self> {
+        let protocol = self.kafka_security_protocol;
+        let sasl = [
+            ("KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism.is_some()),
+            ("KAFKA_SASL_USERNAME", self.kafka_sasl_username.is_some()),
+            ("KAFKA_SASL_PASSWORD", self.kafka_sasl_password.is_some()),
+        ];
+        for (name, set) in sasl {
+            if protocol.uses_sasl() && !set {
+                bail!("{name} is required with KAFKA_SECURITY_PROTOCOL={protocol}");
+            }
+            if !protocol.uses_sasl() && set {
+                bail!("{name} is set, but KAFKA_SECURITY_PROTOCOL={protocol} does not use SASL (sasl_plaintext or sasl_ssl do)");
+            }
+        }
+        let files = [
+            ("KAFKA_SSL_CA_LOCATION", &self.kafka_ssl_ca_location),
+            (
+                "KAFKA_SSL_CERTIFICATE_LOCATION",
+                &self.kafka_ssl_certificate_location,
+            ),
+            ("KAFKA_SSL_KEY_LOCATION", &self.kafka_ssl_key_location),
+        ];
+        for (name, file) in files {
+            let Some(file) = file else { continue };
+            if !protocol.uses_tls() {
+                bail!("{name} is set, but KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS (ssl or sasl_ssl do)");
+            }
+            std::fs::File::open(file).with_context(|| format!("{name}={file} cannot be read"))?;
+        }
+        if self.kafka_ssl_certificate_location.is_some() != self.kafka_ssl_key_location.is_some() {
+            bail!("KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION go together: set both or neither");
+        }
+        if self.kafka_ssl_key_password.is_some() && self.kafka_ssl_key_location.is_none() {
+            bail!("KAFKA_SSL_KEY_PASSWORD is set without KAFKA_SSL_KEY_LOCATION");
+        }
+        Ok(self)
+    }
+
+    /// Sets librdkafka's properties for these settings.
+    pub fn apply(&self, config: &mut ClientConfig) {
+        config.set(
+            "security.protocol",
+            self.kafka_security_protocol.to_string(),
+        );
+        let properties = [
+            (
+                "sasl.mechanism",
+                self.kafka_sasl_mechanism.map(|m| m.to_string()),
+            ),
+            ("sasl.username", self.kafka_sasl_username.clone()),
+            ("sasl.password", self.kafka_sasl_password.clone()),
+            ("ssl.ca.location", self.kafka_ssl_ca_location.clone()),
+            (
+                "ssl.certificate.location",
+                self.kafka_ssl_certificate_location.clone(),
+            ),
+            ("ssl.key.location", self.kafka_ssl_key_location.clone()),
+            ("ssl.key.password", self.kafka_ssl_key_password.clone()),
+        ];
+        for (key, value) in properties {
+            if let Some(value) = value {
+                config.set(key, value);
+            }
+        }
+    }
 }
 
 /// The topic's settings.
@@ -119,6 +350,8 @@ pub struct KafkaSettings {
     /// The topic's replication factor, when a service creates it.
     #[arg(long, env = "KAFKA_TOPIC_REPLICATION", default_value_t = 1, value_parser = empty_is_unset::<i32>())]
     pub kafka_topic_replication: i32,
+    #[command(flatten)]
+    pub security: KafkaSecurity,
 }
 
 impl KafkaSettings {
@@ -134,8 +367,12 @@ impl KafkaSettings {
 
 /// Creates the topic when it does not exist (tansu does not create topics on demand,
 /// and Kafka should not be trusted to do it with the right partition count).
-pub async fn ensure_topic(brokers: &str, topic: &TopicSpec) -> anyhow::Result<()> {
-    let admin: AdminClient<KafkaLogs> = client_config(brokers)
+pub async fn ensure_topic(
+    brokers: &str,
+    security: &KafkaSecurity,
+    topic: &TopicSpec,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<KafkaLogs> = client_config(brokers, security)
         .create_with_context(KafkaLogs)
         .context("cannot create a Kafka admin client")?;
     let new_topic = NewTopic::new(
@@ -195,12 +432,13 @@ impl BrokerWatch {
     /// broker counts as not reached yet.
     pub fn start(
         brokers: &str,
+        security: &KafkaSecurity,
         topic: &str,
         every: Duration,
         up: prometheus_client::metrics::gauge::Gauge,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> anyhow::Result<Self> {
-        let admin: AdminClient<KafkaLogs> = client_config(brokers)
+        let admin: AdminClient<KafkaLogs> = client_config(brokers, security)
             .create_with_context(KafkaLogs)
             .context("cannot create the Kafka admin client")?;
         let admin = std::sync::Arc::new(admin);
@@ -242,5 +480,111 @@ impl BrokerWatch {
                 Box::pin(async move { health })
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::consumer::BaseConsumer;
+
+    use super::*;
+
+    fn settings(args: &[&str]) -> anyhow::Result<KafkaSecurity> {
+        crate::config::from_args::<KafkaSettings>(args)?
+            .security
+            .validated()
+    }
+
+    const SCRAM: &[&str] = &[
+        "--kafka-security-protocol",
+        "SASL_SSL",
+        "--kafka-sasl-mechanism",
+        "scram-sha-512",
+        "--kafka-sasl-username",
+        "boxoffice",
+        "--kafka-sasl-password",
+        "s3cret",
+    ];
+
+    #[test]
+    fn plaintext_is_the_default() {
+        assert_eq!(settings(&[]).unwrap(), KafkaSecurity::PLAINTEXT);
+    }
+
+    #[test]
+    fn a_sasl_ssl_scram_client_can_be_made() {
+        // librdkafka refuses sasl_ssl and SCRAM when it was built without OpenSSL: this
+        // is the check that the build has them.
+        let security = settings(SCRAM).unwrap();
+        assert_eq!(security.kafka_security_protocol, SecurityProtocol::SaslSsl);
+        let config = client_config("127.0.0.1:9", &security);
+        assert_eq!(config.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(config.get("sasl.username"), Some("boxoffice"));
+        let made: Result<BaseConsumer<KafkaLogs>, _> = config.create_with_context(KafkaLogs);
+        assert!(made.is_ok(), "{:?}", made.err());
+        for mechanism in ["PLAIN", "SCRAM-SHA-256"] {
+            let mut args = SCRAM.to_vec();
+            args[3] = mechanism;
+            let made: Result<BaseConsumer<KafkaLogs>, _> =
+                client_config("127.0.0.1:9", &settings(&args).unwrap())
+                    .create_with_context(KafkaLogs);
+            assert!(made.is_ok(), "{mechanism}: {:?}", made.err());
+        }
+    }
+
+    #[test]
+    fn the_passwords_are_never_shown() {
+        let mut args = SCRAM.to_vec();
+        args.extend(["--kafka-ssl-key-password", "keypass"]);
+        let shown = format!(
+            "{:?}",
+            crate::config::from_args::<KafkaSettings>(&args).unwrap()
+        );
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("keypass"),
+            "{shown}"
+        );
+        assert!(shown.contains("boxoffice"), "{shown}");
+    }
+
+    #[test]
+    fn settings_that_do_not_fit_together_are_refused_by_name() {
+        let refused = |args: &[&str], variable: &str| {
+            let err = settings(args).expect_err("refused").to_string();
+            assert!(err.contains(variable), "{args:?}: {err}");
+        };
+        // SASL without its parts.
+        refused(&SCRAM[..6], "KAFKA_SASL_PASSWORD");
+        refused(
+            &["--kafka-security-protocol", "sasl_plaintext"],
+            "KAFKA_SASL_MECHANISM",
+        );
+        // SASL or TLS settings with a protocol that would silently ignore them.
+        refused(&SCRAM[2..], "KAFKA_SASL_MECHANISM");
+        refused(
+            &["--kafka-ssl-ca-location", "/etc/hostname"],
+            "KAFKA_SSL_CA_LOCATION",
+        );
+        // Files that are not there, a certificate without its key.
+        refused(
+            &[
+                "--kafka-security-protocol",
+                "ssl",
+                "--kafka-ssl-ca-location",
+                "/nonexistent/ca.pem",
+            ],
+            "KAFKA_SSL_CA_LOCATION",
+        );
+        refused(
+            &[
+                "--kafka-security-protocol",
+                "ssl",
+                "--kafka-ssl-certificate-location",
+                "/etc/hostname",
+            ],
+            "KAFKA_SSL_KEY_LOCATION",
+        );
+        refused(&["--kafka-security-protocol", "tls"], "sasl_ssl");
     }
 }

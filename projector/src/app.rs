@@ -48,6 +48,13 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let ctx = connect(config).await?;
         let mut registry = Registry::default();
+        platform::metrics::register_pools(
+            &mut registry,
+            vec![
+                ("read_models", ctx.read.clone()),
+                ("event_store", ctx.store.pool().clone()),
+            ],
+        );
         let ctx = Context {
             metrics: Metrics::new(&mut registry),
             ..ctx
@@ -70,7 +77,13 @@ impl Application {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let ctx = self.ctx.clone();
-        if let Err(err) = ensure_topic(&ctx.config.kafka_brokers, &ctx.config.topic).await {
+        if let Err(err) = ensure_topic(
+            &ctx.config.kafka_brokers,
+            &ctx.config.kafka_security,
+            &ctx.config.topic,
+        )
+        .await
+        {
             // The consumer waits for it; command-api creates it too.
             tracing::warn!(
                 cause = format!("{err:#}"),
@@ -96,6 +109,7 @@ impl Application {
 
         let broker = BrokerWatch::start(
             &ctx.config.kafka_brokers,
+            &ctx.config.kafka_security,
             &ctx.config.topic.name,
             Duration::from_secs(5),
             ctx.metrics.broker_up.clone(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use platform::config::empty_is_unset;
 use platform::db::ReadSideUrls;
-use platform::kafka::{KafkaSettings, TopicSpec};
+use platform::kafka::{KafkaSecurity, KafkaSettings, TopicSpec};
 use platform::server::{HttpSettings, ServerLimits};
 use platform::telemetry::LogSettings;
 
@@ -19,6 +19,9 @@ pub struct Config {
     pub read_database_url: String,
     /// `KAFKA_BROKERS` (default `127.0.0.1:9092`).
     pub kafka_brokers: String,
+    /// `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_*` (default plaintext):
+    /// TLS and SASL, as for command-api.
+    pub kafka_security: KafkaSecurity,
     /// `KAFKA_TOPIC` (default `boxoffice.events`); partitions and replication as for
     /// command-api, used if the projector is first to need the topic.
     pub topic: TopicSpec,
@@ -98,6 +101,7 @@ impl TryFrom<Settings> for Config {
             database_url: s.urls.database_url()?,
             read_database_url: s.urls.read_database_url()?,
             kafka_brokers: s.kafka.kafka_brokers.clone(),
+            kafka_security: s.kafka.security.clone().validated()?,
             topic: s.kafka.topic(),
             group: s.projector_group,
             addr: s.projector_addr,

@@ -123,9 +123,13 @@ async fn consume(
 async fn wait_for_broker(ctx: &Context, shutdown: &CancellationToken) {
     let mut pause = Duration::from_millis(250);
     loop {
-        if ensure_topic(&ctx.config.kafka_brokers, &ctx.config.topic)
-            .await
-            .is_ok()
+        if ensure_topic(
+            &ctx.config.kafka_brokers,
+            &ctx.config.kafka_security,
+            &ctx.config.topic,
+        )
+        .await
+        .is_ok()
         {
             return;
         }
@@ -160,21 +164,22 @@ async fn connect(ctx: &Context, shutdown: &CancellationToken) -> Option<StreamCo
 }
 
 fn create(ctx: &Context) -> anyhow::Result<StreamConsumer<KafkaLogs>> {
-    let consumer: StreamConsumer<KafkaLogs> = client_config(&ctx.config.kafka_brokers)
-        .set("group.id", &ctx.config.group)
-        .set("enable.auto.commit", "false")
-        // A new group, or one whose offsets the broker lost, reads from the start:
-        // everything on the topic is applied, duplicates are skipped.
-        .set("auto.offset.reset", "earliest")
-        // How long a fetch may wait for messages (see `PROJECTOR_FETCH_WAIT_MS`).
-        .set(
-            "fetch.wait.max.ms",
-            ctx.config.fetch_wait.as_millis().to_string(),
-        )
-        // Notice a topic recreated (a broker that lost its data) within seconds.
-        .set("topic.metadata.refresh.interval.ms", "5000")
-        .set("session.timeout.ms", "10000")
-        .create_with_context(KafkaLogs)?;
+    let consumer: StreamConsumer<KafkaLogs> =
+        client_config(&ctx.config.kafka_brokers, &ctx.config.kafka_security)
+            .set("group.id", &ctx.config.group)
+            .set("enable.auto.commit", "false")
+            // A new group, or one whose offsets the broker lost, reads from the start:
+            // everything on the topic is applied, duplicates are skipped.
+            .set("auto.offset.reset", "earliest")
+            // How long a fetch may wait for messages (see `PROJECTOR_FETCH_WAIT_MS`).
+            .set(
+                "fetch.wait.max.ms",
+                ctx.config.fetch_wait.as_millis().to_string(),
+            )
+            // Notice a topic recreated (a broker that lost its data) within seconds.
+            .set("topic.metadata.refresh.interval.ms", "5000")
+            .set("session.timeout.ms", "10000")
+            .create_with_context(KafkaLogs)?;
     consumer.subscribe(&[&ctx.config.topic.name])?;
     Ok(consumer)
 }

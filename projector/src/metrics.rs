@@ -84,6 +84,11 @@ impl Metrics {
             metrics.broker_up.clone(),
         );
         registry.register(
+            "boxoffice_projector_assigned_partitions",
+            "Partitions of the topic this process is assigned in its consumer group",
+            metrics.assigned_partitions.clone(),
+        );
+        registry.register(
             "boxoffice_projector_parked_events",
             "Events parked because they could not be applied; their stream waits",
             metrics.parked.clone(),

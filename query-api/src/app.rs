@@ -69,6 +69,13 @@ impl Application {
         platform::db::migrate_read_models(&read).await?;
         let store = EventStore::new(platform::db::connect(&config.database_url, 4).await?);
         let mut registry = Registry::default();
+        platform::metrics::register_pools(
+            &mut registry,
+            vec![
+                ("read_models", read.clone()),
+                ("event_store", store.pool().clone()),
+            ],
+        );
         let watcher = crate::watcher::Watcher::new();
         registry.register(
             "boxoffice_consistency_checks",

@@ -50,6 +50,8 @@ pub struct WaitLabel {
 /// Every metric query-api exports.
 #[derive(Clone)]
 pub struct Metrics {
+    /// Answers by method, route, status and error code (the access-log layer counts).
+    pub http: platform::access_log::HttpMetrics,
     /// Requests by route and status.
     pub requests: Family<RequestLabels, Counter>,
     /// Request latency by route.
@@ -62,6 +64,7 @@ impl Metrics {
     /// Fresh metrics, registered in `registry`.
     pub fn new(registry: &mut Registry) -> Self {
         let metrics = Self {
+            http: platform::access_log::HttpMetrics::new(registry),
             requests: Family::default(),
             request_seconds: Family::new_with_constructor(latency_histogram),
             consistency_wait_seconds: Family::new_with_constructor(latency_histogram),

@@ -22,13 +22,16 @@ pub mod otlp;
 mod payments;
 pub mod roles;
 pub mod service;
+pub mod tls_broker;
 
 use std::future::Future;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use platform::kafka::{client_config, ensure_topic, KafkaLogs, TopicSpec, WireEvent};
+use platform::kafka::{
+    client_config, ensure_topic, KafkaLogs, KafkaSecurity, TopicSpec, WireEvent,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::postgres::PgPoolOptions;
@@ -140,7 +143,7 @@ pub fn unique_topic() -> TopicSpec {
 
 /// Creates `topic` on `brokers`.
 pub async fn create_topic(brokers: &str, topic: &TopicSpec) {
-    ensure_topic(brokers, topic)
+    ensure_topic(brokers, &KafkaSecurity::PLAINTEXT, topic)
         .await
         .expect("cannot create the test topic");
 }
@@ -215,7 +218,7 @@ pub async fn read_topic_attributes(
 type Read = (i32, WireEvent, Option<platform::cloudevents::Attributes>);
 
 fn read_messages_blocking(brokers: &str, topic: &str) -> Vec<Read> {
-    let consumer: BaseConsumer<KafkaLogs> = client_config(brokers)
+    let consumer: BaseConsumer<KafkaLogs> = client_config(brokers, &KafkaSecurity::PLAINTEXT)
         .set("group.id", format!("bt-reader-{}", Uuid::new_v4().simple()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
@@ -292,6 +295,9 @@ pub fn free_port() -> u16 {
 /// A tansu broker of the test's own, with memory storage, which the test can stop and
 /// start again (empty, as a real broker that lost its disk).
 pub struct PrivateBroker {
+    /// The port it tells clients to connect to (its own, unless a proxy stands in
+    /// front of it).
+    advertised: u16,
     /// Its port on 127.0.0.1.
     pub port: u16,
     child: Option<Child>,
@@ -300,8 +306,16 @@ pub struct PrivateBroker {
 impl PrivateBroker {
     /// Starts a broker on a free port and waits until it accepts connections.
     pub async fn start() -> Self {
+        let port = free_port();
+        Self::start_advertising(port, port).await
+    }
+
+    /// Starts a broker on `port` that tells clients to connect to `advertised` (where
+    /// a proxy forwards to it), and waits until it accepts connections.
+    pub async fn start_advertising(port: u16, advertised: u16) -> Self {
         let mut broker = Self {
-            port: free_port(),
+            port,
+            advertised,
             child: None,
         };
         broker.restart().await;
@@ -325,6 +339,7 @@ impl PrivateBroker {
     pub async fn restart(&mut self) {
         self.stop();
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -336,7 +351,7 @@ impl PrivateBroker {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
             ])
             .args(["--storage-engine", "memory://tansu/"])
             .stdin(Stdio::null())

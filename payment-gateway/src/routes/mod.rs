@@ -47,7 +47,10 @@ pub fn router(
         .merge(metrics_router(registry))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn(platform::access_log::layer))
+        .layer(from_fn_with_state(
+            state.0.metrics.http.clone(),
+            platform::access_log::layer,
+        ))
         .with_state(state)
 }
 

@@ -46,7 +46,10 @@ pub fn router(
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(TraceLayer::new_for_http())
-        .layer(axum::middleware::from_fn(platform::access_log::layer))
+        .layer(axum::middleware::from_fn_with_state(
+            state.0.metrics.http.clone(),
+            platform::access_log::layer,
+        ))
         .with_state(state)
         .merge(platform::openapi::docs_router(
             crate::openapi::document_json(),
