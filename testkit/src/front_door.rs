@@ -3,7 +3,7 @@
 //! runs. `scripts/test` installs nginx and exports `BOXOFFICE_NGINX_BIN`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -11,6 +11,20 @@ use crate::{env, eventually, free_port, http};
 
 /// The template `scripts/up` renders too.
 const TEMPLATE: &str = include_str!("../../ops/nginx/boxoffice.conf.template");
+
+/// nginx (`BOXOFFICE_NGINX_BIN`) run with `conf` alone (never /etc/nginx), its pid,
+/// logs and temporary files in `dir`.
+pub(crate) fn nginx(dir: &Path, conf: &Path) -> Command {
+    let mut command = Command::new(env("BOXOFFICE_NGINX_BIN"));
+    command
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(conf)
+        .arg("-e")
+        .arg(dir.join("error.log"));
+    command
+}
 
 /// Its edge limits.
 #[derive(Debug, Clone, Copy)]
@@ -59,14 +73,8 @@ impl FrontDoor {
         assert!(!conf.contains("@@"), "a placeholder was left unreplaced");
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("cannot write nginx.conf");
-        let check = Command::new(env("BOXOFFICE_NGINX_BIN"))
+        let check = nginx(&dir, &conf_path)
             .arg("-t")
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-e")
-            .arg(dir.join("error.log"))
             .output()
             .expect("cannot run nginx -t");
         assert!(
@@ -74,13 +82,7 @@ impl FrontDoor {
             "nginx refuses the configuration: {}",
             String::from_utf8_lossy(&check.stderr)
         );
-        let child = Command::new(env("BOXOFFICE_NGINX_BIN"))
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-e")
-            .arg(dir.join("error.log"))
+        let child = nginx(&dir, &conf_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

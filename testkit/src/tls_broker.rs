@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use platform::kafka::{KafkaSecurity, SecurityProtocol};
 
-use crate::{env, eventually, free_port, PrivateBroker};
+use crate::{eventually, free_port, PrivateBroker};
 
 /// Where Debian's `libnginx-mod-stream` puts the module.
 const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
@@ -55,13 +55,7 @@ impl TlsBroker {
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("cannot write nginx.conf");
-        let proxy = Command::new(env("BOXOFFICE_NGINX_BIN"))
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-e")
-            .arg(dir.join("error.log"))
+        let proxy = crate::front_door::nginx(&dir, &conf_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
