@@ -8,7 +8,7 @@ use std::time::Duration;
 use e2e::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use testkit::api::{get, post};
+use testkit::api::{get, post, schedule_event};
 use testkit::eventually;
 use testkit::front_door::{FrontDoor, Limits};
 
@@ -22,25 +22,7 @@ async fn a_customer_books_and_reads_back_through_one_address() {
     let door = door_for(&stack).await;
     let client = testkit::http();
 
-    let location = post(
-        &client,
-        &door.url("/v1/locations"),
-        &admin(),
-        &[],
-        &location_body("Olympia", 100),
-    )
-    .await;
-    assert_eq!(location.status, StatusCode::CREATED, "{}", location.body);
-    let event = post(
-        &client,
-        &door.url("/v1/events"),
-        &admin(),
-        &[],
-        &event_body(&location.id()),
-    )
-    .await;
-    assert_eq!(event.status, StatusCode::CREATED, "{}", event.body);
-    let event = event.id();
+    let event = schedule_event(&client, &door.url("")).await;
 
     let alice = customer("alice");
     let booking = post(

@@ -12,7 +12,7 @@ use std::time::Duration;
 use e2e::migrate_as_owner;
 use reqwest::StatusCode;
 use serde_json::json;
-use testkit::api::{admin, customer, event_body, location_body, post};
+use testkit::api::{customer, post, schedule_event};
 use testkit::otlp::{OtlpReceiver, ReceivedSpan};
 use testkit::service::{binary, ServiceProcess};
 use testkit::{eventually, TestDb, JWT_SECRET};
@@ -119,28 +119,11 @@ async fn one_booking_is_one_trace_across_command_api_the_saga_the_gateway_and_th
     // Set up (traces of their own), then the booking, in the client's trace.
     let client = testkit::http();
     let url = |path: &str| format!("{}{path}", command.base_url());
-    let location = post(
-        &client,
-        &url("/v1/locations"),
-        &admin(),
-        &[],
-        &location_body("Olympia", 100),
-    )
-    .await;
-    assert_eq!(location.status, StatusCode::CREATED, "{}", location.body);
-    let event = post(
-        &client,
-        &url("/v1/events"),
-        &admin(),
-        &[],
-        &event_body(&location.id()),
-    )
-    .await;
-    assert_eq!(event.status, StatusCode::CREATED, "{}", event.body);
+    let event = schedule_event(&client, &command.base_url()).await;
     let traceparent = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
     let booking = post(
         &client,
-        &url(&format!("/v1/events/{}/bookings", event.id())),
+        &url(&format!("/v1/events/{event}/bookings")),
         &customer("alice"),
         &[("traceparent", &traceparent)],
         &json!({"seats": 2, "card_token": "tok_visa"}),

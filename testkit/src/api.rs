@@ -95,6 +95,30 @@ pub async fn get(
     answer(request.send().await.expect("request failed")).await
 }
 
+/// Through the command API at `base` (a service's or the front door's address): a
+/// location "Olympia" of 100 seats, then an event there; returns the event's id.
+pub async fn schedule_event(client: &reqwest::Client, base: &str) -> String {
+    let location = post(
+        client,
+        &format!("{base}/v1/locations"),
+        &admin(),
+        &[],
+        &location_body("Olympia", 100),
+    )
+    .await;
+    assert_eq!(location.status, StatusCode::CREATED, "{}", location.body);
+    let event = post(
+        client,
+        &format!("{base}/v1/events"),
+        &admin(),
+        &[],
+        &event_body(&location.id()),
+    )
+    .await;
+    assert_eq!(event.status, StatusCode::CREATED, "{}", event.body);
+    event.id()
+}
+
 /// A location body with one hall "Main" of `capacity` seats.
 pub fn location_body(name: &str, capacity: u32) -> Value {
     json!({"name": name, "address": "28 Bd des Capucines", "country": "FR",
