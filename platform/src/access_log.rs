@@ -79,18 +79,6 @@ impl HttpMetrics {
         );
         metrics
     }
-
-    /// How many answers had `status` and `code` (for tests).
-    pub fn count(&self, method: &str, route: &str, status: u16, code: &str) -> u64 {
-        self.responses
-            .get_or_create(&ResponseLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
-                status: status.to_string(),
-                code: code.to_owned(),
-            })
-            .get()
-    }
 }
 
 /// Paths not logged.

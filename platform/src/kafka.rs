@@ -230,12 +230,6 @@ impl std::fmt::Debug for KafkaSecurity {
     }
 }
 
-impl Default for KafkaSecurity {
-    fn default() -> Self {
-        Self::PLAINTEXT
-    }
-}
-
 impl KafkaSecurity {
     /// No TLS, no SASL (the local broker, and the tests).
     pub const PLAINTEXT: Self = Self {
