@@ -26,6 +26,16 @@ pub(crate) fn nginx(dir: &Path, conf: &Path) -> Command {
     command
 }
 
+/// Stops an nginx started by [`nginx`]: SIGTERM, nginx's fast shutdown, in which the
+/// master stops its workers, then leaves (after SIGKILL the workers would stay, still
+/// listening).
+pub(crate) fn stop_nginx(master: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &master.id().to_string()])
+        .status();
+    let _ = master.wait();
+}
+
 /// Its edge limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -114,12 +124,7 @@ impl FrontDoor {
 
 impl Drop for FrontDoor {
     fn drop(&mut self) {
-        // SIGTERM, nginx's fast shutdown: the master stops its workers, then leaves
-        // (after SIGKILL the workers would stay, still listening).
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        stop_nginx(&mut self.child);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

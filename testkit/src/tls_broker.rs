@@ -93,8 +93,7 @@ impl TlsBroker {
 
 impl Drop for TlsBroker {
     fn drop(&mut self) {
-        let _ = self.proxy.kill();
-        let _ = self.proxy.wait();
+        crate::front_door::stop_nginx(&mut self.proxy);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
