@@ -45,7 +45,7 @@ async fn a_command_whose_database_session_is_terminated_is_answered_503_and_can_
         })
     };
     let waiting = "SELECT pid FROM pg_stat_activity
-                    WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO events%'";
+                    WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO events%'";
     eventually(
         Duration::from_secs(10),
         "the append to wait for the lock",

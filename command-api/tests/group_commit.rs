@@ -80,7 +80,7 @@ async fn queued_appends_share_a_statement_and_a_conflict_fails_only_its_own() {
             let waiting = db
                 .scalar(
                     "SELECT count(*) FROM pg_stat_activity
-                  WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO events%'",
+                  WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO events%'",
                 )
                 .await;
             (waiting == 1).then_some(())
@@ -169,7 +169,7 @@ async fn a_full_append_queue_answers_503_overloaded_and_appends_nothing_for_it()
         let waiting = db
             .scalar(
                 "SELECT count(*) FROM pg_stat_activity
-                  WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO events%'",
+                  WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO events%'",
             )
             .await;
         (waiting == 1).then_some(())
