@@ -9,9 +9,10 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p command-api -p projector -p query-api -p payment-gateway \
+       -p notifier \
  && mkdir -p /out \
  && cp target/release/command-api target/release/projector target/release/query-api \
-       target/release/payment-gateway /out/
+       target/release/payment-gateway target/release/notifier /out/
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \

@@ -13,7 +13,10 @@
 #     tests use another one, pg-test on 25434, so that their throw-away logins can never
 #     reach the databases of a running stack)
 #   tansu, a Kafka-compatible broker, in memory        port $KAFKA_PORT (29092)
-# Everything it writes goes under $STATE_DIR (default: <repo>/.local, git-ignored).
+#   an SMTP sink (scripts/smtp-sink.py, aiosmtpd)        port $SMTP_PORT (2525): every
+#     message it accepts lands in $STATE_DIR/mail as an .eml file; nothing is relayed
+# Everything it writes goes under $STATE_DIR (default: <repo>/.local, git-ignored),
+# except the aiosmtpd venv, always <repo>/.local/aiosmtpd (the tests look for it there).
 #
 # Fixed ports stay below the kernel's ephemeral range (32768-60999 here, see
 # /proc/sys/net/ipv4/ip_local_port_range): an outgoing connection, or a test that
@@ -32,6 +35,11 @@ PG_PORT="${PG_PORT:-${BOXOFFICE_PG_PORT:-25432}}"
 PG_NAME="${PG_NAME:-pg}"
 KAFKA_PORT="${BOXOFFICE_KAFKA_PORT:-29092}"
 KAFKA_TOPIC_DEFAULT="boxoffice.events"
+SMTP_PORT="${SMTP_PORT:-${BOXOFFICE_SMTP_PORT:-2525}}"
+AIOSMTPD_VERSION=1.4.6
+# Not under $STATE_DIR: scratch stacks (scripts/test's, in .local/fuzz) share it, and
+# testkit::smtp falls back to this path when BOXOFFICE_SMTP_PYTHON is not set.
+AIOSMTPD_VENV="$REPO/.local/aiosmtpd/venv"
 
 # cargo-installed tools (tansu, cargo-nextest) live here.
 CARGO_BIN_DIR="${CARGO_HOME:-$HOME/.cargo}/bin"
@@ -185,7 +193,21 @@ pg_server_running() { # BIN DATA
 
 tansu_bin() { command -v tansu; }
 
+# The python of the aiosmtpd venv (ensure_aiosmtpd_installed makes it).
+smtp_python() { echo "$AIOSMTPD_VENV/bin/python"; }
+
 # --- installation ---------------------------------------------------------------
+
+# Install Debian packages (as root, or through sudo), updating the package lists first.
+apt_install() ( # PACKAGE...
+    set -euo pipefail
+    local sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    say "installing Debian's $* with apt-get"
+    "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
+        install -y -qq --no-install-recommends "$@"
+)
 
 ensure_postgres_installed() (
     set -euo pipefail
@@ -211,6 +233,32 @@ ensure_tansu_installed() (
         tansu --version >/dev/null 2>&1 || die "cargo install tansu finished but 'tansu --version' still fails"
     fi
     say "tansu: $(tansu_bin) ($(tansu --version))"
+)
+
+# aiosmtpd (PyPI), pinned, in a venv of its own: the SMTP sink of the local stack and
+# of the tests (testkit::smtp). The marker .installed holds what was installed; a venv
+# without it (an install that failed half-way) or with another version is made anew.
+ensure_aiosmtpd_installed() (
+    set -euo pipefail
+    local venv="$AIOSMTPD_VENV" want="aiosmtpd==$AIOSMTPD_VERSION"
+    if [[ $(cat "$venv/.installed" 2>/dev/null) != "$want" ]] ||
+        ! "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
+        command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+        say "installing $want from PyPI into ${venv#"$REPO"/} (once)"
+        rm -rf "$venv"
+        mkdir -p "$(dirname "$venv")"
+        # Debian's python3 makes venvs (their pip) only with python3-venv installed.
+        if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+            apt_install python3-venv
+            rm -rf "$venv"
+            python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+        fi
+        "$venv/bin/pip" install --quiet --disable-pip-version-check --progress-bar off "$want" ||
+            die "pip could not install $want into $venv"
+        "$venv/bin/python" -c 'import aiosmtpd' || die "$want was installed but does not import"
+        echo "$want" >"$venv/.installed"
+    fi
+    say "aiosmtpd: $(smtp_python) ($want)"
 )
 
 # --- Postgres -------------------------------------------------------------------
@@ -415,6 +463,64 @@ create_topic() ( # NAME [PARTITIONS=6]
     die "could not create topic $name on $broker"
 )
 
+# --- the SMTP sink (aiosmtpd) -------------------------------------------------------
+
+# scripts/smtp-sink.py on 127.0.0.1:$SMTP_PORT: accepts every message (no relaying, no
+# authentication needed) and writes it to $STATE_DIR/mail as an .eml file, with
+# Return-Path and Delivered-To prepended. Recipients whose local part starts with
+# `reject` get 550, with `defer` 451. Idempotent.
+start_smtp() (
+    set -euo pipefail
+    local pidfile="$STATE_DIR/run/smtp.pid" log="$STATE_DIR/smtp.log" dir="$STATE_DIR/mail"
+    local python pid deadline
+    python="$(smtp_python)"
+    [[ -x $python ]] || die "aiosmtpd is not installed (run ensure_aiosmtpd_installed)"
+    mkdir -p "$STATE_DIR/run" "$dir"
+
+    if pid="$(pid_alive "$pidfile" smtp-sink)"; then
+        if port_open "$SMTP_PORT"; then
+            say "SMTP sink already running on 127.0.0.1:$SMTP_PORT (pid $pid)"
+            return 0
+        fi
+        # Alive but not listening: hung, or on another port. Start afresh.
+        warn "the SMTP sink (pid $pid) is alive but 127.0.0.1:$SMTP_PORT does not answer; restarting it"
+        stop_pidfile "SMTP sink" "$pidfile" smtp-sink 10
+    fi
+    # Not shared like the broker: another sink would put the messages in another folder.
+    ! port_open "$SMTP_PORT" ||
+        die "port $SMTP_PORT is already taken by another process (set BOXOFFICE_SMTP_PORT to use another one)"
+
+    say "starting the SMTP sink on 127.0.0.1:$SMTP_PORT (messages: $dir, log: $log)"
+    rm -f "$pidfile"
+    # Detached in its own session, writing its own pid, as tansu in start_broker.
+    # shellcheck disable=SC2016 # $$ and $1 are for the inner bash
+    setsid nohup bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" \
+        "$python" "$REPO/scripts/smtp-sink.py" --host 127.0.0.1 --port "$SMTP_PORT" --dir "$dir" \
+        >"$log" 2>&1 </dev/null &
+
+    deadline=$((SECONDS + 20))
+    until port_open "$SMTP_PORT"; do
+        if ((SECONDS >= deadline)); then
+            show_log_tail "$log"
+            die "the SMTP sink did not accept connections on 127.0.0.1:$SMTP_PORT within 20s"
+        fi
+        if [[ -s $pidfile ]] && ! proc_running "$(<"$pidfile")"; then
+            show_log_tail "$log"
+            die "the SMTP sink exited during start-up (the end of its log is above)"
+        fi
+        sleep 0.1
+    done
+    pid_alive "$pidfile" smtp-sink >/dev/null || {
+        show_log_tail "$log"
+        die "the port answers but our SMTP sink is not running"
+    }
+)
+
+stop_smtp() (
+    set -euo pipefail
+    stop_pidfile "SMTP sink" "$STATE_DIR/run/smtp.pid" smtp-sink 10
+)
+
 # Poll URL until it answers 200. With PID, give up as soon as that process is
 # gone (no point waiting 60s for a service that crashed at start-up).
 wait_http() ( # URL TIMEOUT_SECS [PID]
@@ -556,6 +662,10 @@ write_env_file() (
         local payments="${PAYMENT_GATEWAY_ADDR:-127.0.0.1:${BOXOFFICE_PAYMENTS_PORT:-8083}}"
         printf 'export PAYMENT_GATEWAY_ADDR=%q\n' "$payments"
         printf 'export PAYMENT_GATEWAY_URL=%q\n' "http://$payments"
+        printf 'export NOTIFIER_ADDR=%q\n' "${NOTIFIER_ADDR:-127.0.0.1:${BOXOFFICE_NOTIFIER_PORT:-8084}}"
+        # The SMTP sink of start_smtp: the messages land in $STATE_DIR/mail.
+        printf 'export SMTP_URL=%q\n' "smtp://127.0.0.1:$SMTP_PORT"
+        printf 'export MAIL_FROM=%q\n' "boxoffice <tickets@boxoffice.test>"
     } >"$tmp"
     mv -f "$tmp" "$common"
     tmp="$(mktemp "$env_file.XXXXXX")"
@@ -585,8 +695,15 @@ ensure_service_logins() (
     for spec in command-api:bx_command:boxoffice_command:boxoffice \
         projector:bx_projector:boxoffice_projector:boxoffice \
         query-api:bx_query:boxoffice_query:boxoffice \
-        payment-gateway:bx_payments:boxoffice_payments:boxoffice_payments; do
+        payment-gateway:bx_payments:boxoffice_payments:boxoffice_payments \
+        notifier:bx_notifier:boxoffice_notifier:boxoffice; do
         IFS=: read -r service login group db <<<"$spec"
+        # A service whose migrations have not run (not built yet, as a new service
+        # while it is written) has no group role to put its login in.
+        if [[ "$(pg_psql -d postgres -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$group'")" != 1 ]]; then
+            say "no group role $group (yet): no database user for $service"
+            continue
+        fi
         pwfile="$STATE_DIR/db-password-$login"
         [[ -s $pwfile ]] || od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$pwfile"
         password="$(<"$pwfile")"
@@ -608,13 +725,15 @@ ensure_service_logins() (
     rm -f "$STATE_DIR/db-password" # the one shared password of earlier versions
 )
 
-# Postgres, the broker, the topic and the env file. Idempotent.
+# Postgres, the broker, the topic, the SMTP sink and the env file. Idempotent.
 start_infra() (
     set -euo pipefail
     ensure_postgres_installed
     ensure_tansu_installed
+    ensure_aiosmtpd_installed
     start_postgres
     start_broker
     create_topic "$KAFKA_TOPIC_DEFAULT"
+    start_smtp
     write_env_file
 )

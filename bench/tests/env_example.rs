@@ -25,6 +25,7 @@ fn binaries() -> Vec<(&'static str, clap::Command)> {
         ("projector", projector::cli::Cli::command()),
         ("query-api", query_api::cli::Cli::command()),
         ("payment-gateway", payment_gateway::cli::Cli::command()),
+        ("notifier", notifier::cli::Cli::command()),
     ]
 }
 
@@ -256,6 +257,7 @@ fn no_service_reads_the_environment_behind_clap() {
         "projector",
         "query-api",
         "payment-gateway",
+        "notifier",
     ] {
         scan(&root.join(krate).join("src"), &mut found);
     }

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The migration Job's last step (compose.yaml's db-users service): a login user per
 # service, in the group role its migrations made (boxoffice_command, boxoffice_projector,
-# boxoffice_query, boxoffice_payments), with the password of the service's own database
-# URL. Each URL is read from that service's Secret, so a password is written in one
-# place only. Run as the owner (MIGRATION_DATABASE_URL, MIGRATION_PAYMENT_DATABASE_URL),
-# after the migrations; idempotent: a login that exists keeps its rights and gets its
-# group and its password (again).
+# boxoffice_query, boxoffice_payments, boxoffice_notifier), with the password of the
+# service's own database URL. Each URL is read from that service's Secret, so a
+# password is written in one place only. Run as the owner (MIGRATION_DATABASE_URL,
+# MIGRATION_PAYMENT_DATABASE_URL), after the migrations; idempotent: a login that exists
+# keeps its rights and gets its group and its password (again).
 #
 # Environment:
 #   MIGRATION_DATABASE_URL          the event store as its owner (who may create roles)
 #   MIGRATION_PAYMENT_DATABASE_URL  the gateway's books as their owner
 #   COMMAND_DATABASE_URL, PROJECTOR_DATABASE_URL, QUERY_DATABASE_URL,
+#   NOTIFIER_DATABASE_URL,
 #   PAYMENT_DATABASE_URL            each service's own URL (DATABASE_URL, and
 #                                   PAYMENT_DATABASE_URL for the gateway)
 #   BOXOFFICE_MANAGE_DB_USERS       `false`: do nothing (the logins are managed elsewhere,
@@ -83,4 +84,5 @@ SQL
 ensure_login command-api "$MIGRATION_DATABASE_URL" "${COMMAND_DATABASE_URL:?}" boxoffice_command
 ensure_login projector "$MIGRATION_DATABASE_URL" "${PROJECTOR_DATABASE_URL:?}" boxoffice_projector
 ensure_login query-api "$MIGRATION_DATABASE_URL" "${QUERY_DATABASE_URL:?}" boxoffice_query
+ensure_login notifier "$MIGRATION_DATABASE_URL" "${NOTIFIER_DATABASE_URL:?}" boxoffice_notifier
 ensure_login payment-gateway "$MIGRATION_PAYMENT_DATABASE_URL" "${PAYMENT_DATABASE_URL:?}" boxoffice_payments

@@ -116,7 +116,11 @@ pub async fn migrate_as_owner(db: &TestDb) {
     platform::db::migrate_payment_gateway(&payments)
         .await
         .unwrap();
-    for pool in [store, read, payments] {
+    let notifier = platform::db::connect_in_schema(&db.url, platform::db::NOTIFIER_SCHEMA, 2)
+        .await
+        .unwrap();
+    platform::db::migrate_notifier(&notifier).await.unwrap();
+    for pool in [store, read, payments, notifier] {
         pool.close().await;
     }
 }

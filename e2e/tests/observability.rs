@@ -433,6 +433,21 @@ async fn observability_every_metric_a_dashboard_or_an_alert_names_is_exported() 
         })
         .inc_by(0);
 
+    // The notifier, as deployed beside the others (its SMTP server is not needed to
+    // export its metrics).
+    let mut notifier_config = notifier::Config::new(
+        &testkit::roles::url_as(&stack.db.url, testkit::roles::NOTIFIER),
+        "smtp://127.0.0.1:1",
+        &stack.brokers,
+        stack.topic.clone(),
+    );
+    notifier_config.addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    notifier_config.group = format!("{}-notifier", stack.group);
+    let notifier_app = notifier::Application::build(notifier_config)
+        .await
+        .expect("notifier");
+    let notifier = testkit::service::serve(|l, s| notifier_app.run(l, s)).await;
+
     // Give the periodic gauges (lag, sagas in flight, backlog) a round.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let projector = &stack.projector.as_ref().expect("the projector runs").0;
@@ -453,6 +468,7 @@ async fn observability_every_metric_a_dashboard_or_an_alert_names_is_exported() 
             "payment-gateway",
             scrape(&stack, &stack.gateway.url("/metrics")).await,
         ),
+        ("notifier", scrape(&stack, &notifier.url("/metrics")).await),
     ];
     let mut available: BTreeSet<String> =
         MADE_BY_PROMETHEUS.iter().map(|s| s.to_string()).collect();
@@ -488,6 +504,7 @@ async fn observability_every_metric_a_dashboard_or_an_alert_names_is_exported() 
         used.len(),
         used.keys().cloned().collect::<Vec<_>>().join(", ")
     );
+    notifier.stop().await;
     stack.stop().await;
 }
 

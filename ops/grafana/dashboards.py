@@ -179,7 +179,7 @@ DASHBOARDS = {
             ),
             ts(
                 "Targets up",
-                [q('up{job=~"command-api|projector|query-api|payment-gateway"}', "{{job}} {{instance}}")],
+                [q('up{job=~"command-api|projector|query-api|payment-gateway|notifier"}', "{{job}} {{instance}}")],
                 "short",
                 "1 while Prometheus scrapes the service.",
             ),
@@ -720,6 +720,150 @@ DASHBOARDS = {
                 [q(f"sum(rate(boxoffice_consistency_checks_total[{RATE}]))", "queries")],
                 "ops",
                 "One query per projection with waiters, whatever their number.",
+            ),
+        ],
+    },
+    "boxoffice-notifier": {
+        "title": "boxoffice / Notifier",
+        "description": "The notifier: mails to customers (booking confirmed, rejected, cancelled and refunded, event cancelled), SMTP, the facts it takes in.",
+        "panels": [
+            row("Mail"),
+            stat(
+                "Waiting to be sent",
+                [q("max(boxoffice_notifier_pending)", "pending")],
+                description="Notifications not sent yet, in the notifier's tables (the "
+                "same in every replica: max, not sum).",
+            ),
+            stat(
+                "Oldest waiting",
+                [q("max(boxoffice_notifier_oldest_pending_age_seconds)", "oldest")],
+                "s",
+                "How long the oldest notification not sent yet has waited (0: none "
+                "waits). The alert BoxofficeNotificationsDelayed fires above 5 minutes.",
+                thresholds=[(None, "green"), (60, "orange"), (300, "red")],
+            ),
+            stat(
+                "Parked (waiting for an operator)",
+                [q("max(boxoffice_notifier_parked)", "parked")],
+                description="Refused for good by the SMTP server, or failed "
+                "NOTIFIER_MAX_ATTEMPTS times: no longer tried until `notifier retry` (`notifier status` lists them). The alert "
+                "BoxofficeNotificationsParked fires after 10 minutes.",
+                thresholds=RED_ABOVE_0,
+            ),
+            stat(
+                "Broker reachable (notifier)",
+                [q("min(boxoffice_notifier_broker_up)", "up")],
+                thresholds=[(None, "red"), (1, "green")],
+            ),
+            ts(
+                "Mails sent per second, by kind",
+                [
+                    q(
+                        f'sum by (kind) (rate(boxoffice_notifier_notifications_total{{outcome="sent"}}[{RATE}]))',
+                        "{{kind}}",
+                    )
+                ],
+                "ops",
+                "Accepted by the SMTP server: booking_confirmed, booking_rejected, "
+                "booking_cancelled (with its refund), event_cancelled.",
+                stack=True,
+            ),
+            ts(
+                "Notifications not sent per second, by outcome and kind",
+                [
+                    q(
+                        "sum by (outcome, kind) (rate(boxoffice_notifier_notifications_total"
+                        f'{{outcome=~"parked|no_contact|erased"}}[{RATE}]))',
+                        "{{outcome}} {{kind}}",
+                    )
+                ],
+                "ops",
+                "parked: refused for good, or too many failures (an operator sends it "
+                "again); no_contact: the booking carries no e-mail address; erased: the "
+                "customer's key is destroyed, so their address cannot be read.",
+                stack=True,
+            ),
+            ts(
+                "SMTP send latency",
+                quantiles("boxoffice_notifier_send_seconds_bucket", qs=(0.5, 0.99)),
+                "s",
+                "One mail handed to the SMTP server, until its answer.",
+            ),
+            ts(
+                "Send attempts per second, by result",
+                [
+                    q(
+                        f"sum by (result) (rate(boxoffice_notifier_send_attempts_total[{RATE}]))",
+                        "{{result}}",
+                    )
+                ],
+                "ops",
+                "accepted; temporary (tried again later, with a growing wait: e.g. a 4xx "
+                "answer, a server not reached); permanent (refused for good, e.g. a 5xx "
+                "answer: parked).",
+                stack=True,
+            ),
+            ts(
+                "Waiting and parked",
+                [
+                    q("max(boxoffice_notifier_pending)", "pending"),
+                    q("max(boxoffice_notifier_parked)", "parked"),
+                ],
+                "short",
+            ),
+            ts(
+                "Age of the oldest notification waiting",
+                [q("max(boxoffice_notifier_oldest_pending_age_seconds)", "oldest pending")],
+                "s",
+                "Growing without bound: nothing is sent (the SMTP server is down or "
+                "refusing for now, the notifier is stopped).",
+            ),
+            row("Intake"),
+            ts(
+                "Booking facts taken in per second, by source",
+                [
+                    q(
+                        f"sum by (source) (rate(boxoffice_notifier_facts_total[{RATE}]))",
+                        "{{source}}",
+                    )
+                ],
+                "ops",
+                "kafka: the consumer (group NOTIFIER_GROUP); sweep: facts the sweep of the "
+                "event store found that Kafka had not brought (all of them while the "
+                "broker is away).",
+                stack=True,
+            ),
+            ts(
+                "Broker reachable, by instance",
+                [q("boxoffice_notifier_broker_up", "{{instance}}")],
+                "short",
+                "1 while the notifier's consumer reaches Kafka. The alert "
+                "BoxofficeNotifierBrokerDown fires after 5 minutes at 0.",
+            ),
+            row("Connection pools"),
+            ts(
+                "Connections in use, by pool",
+                [
+                    q(
+                        'sum by (instance, pool) (boxoffice_db_pool_connections{job="notifier", state="in_use"})',
+                        "{{instance}} {{pool}}",
+                    )
+                ],
+                "short",
+                "event_store: reading the events and the user keys; notifier: its own "
+                "tables (schema notifier).",
+            ),
+            ts(
+                "Pool use: in use / the pool's maximum",
+                [
+                    q(
+                        'sum by (instance, pool) (boxoffice_db_pool_connections{job="notifier", state="in_use"}) '
+                        "/ on (instance, pool) "
+                        'sum by (instance, pool) (boxoffice_db_pool_max_connections{job="notifier"})',
+                        "{{instance}} {{pool}}",
+                    )
+                ],
+                "percentunit",
             ),
         ],
     },

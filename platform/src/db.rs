@@ -9,7 +9,8 @@
 //! advisory lock while migrating, so replicas may start together.
 //!
 //! The payment gateway keeps its books the same way, in [`PAYMENT_GATEWAY_SCHEMA`] of
-//! `PAYMENT_DATABASE_URL` ([`connect_in_schema`], [`migrate_payment_gateway`]).
+//! `PAYMENT_DATABASE_URL` ([`connect_in_schema`], [`migrate_payment_gateway`]), and the
+//! notifier its sent log in [`NOTIFIER_SCHEMA`] of `DATABASE_URL` ([`migrate_notifier`]).
 
 use std::time::Duration;
 
@@ -24,6 +25,9 @@ pub const READ_MODEL_SCHEMA: &str = "read_models";
 
 /// The schema of the payment gateway's books.
 pub const PAYMENT_GATEWAY_SCHEMA: &str = "payment_gateway";
+
+/// The schema of the notifier's own tables (its sent log, its place in the store).
+pub const NOTIFIER_SCHEMA: &str = "notifier";
 
 /// How long start-up waits for the database before giving up.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
@@ -263,6 +267,19 @@ pub async fn migrate_payment_gateway(pool: &PgPool) -> anyhow::Result<()> {
     .await
 }
 
+/// Applies the notifier's migrations not applied yet (into [`NOTIFIER_SCHEMA`]: `pool`
+/// must come from [`connect_in_schema`] with that schema). The event store must be
+/// migrated first: the notifier reads it.
+pub async fn migrate_notifier(pool: &PgPool) -> anyhow::Result<()> {
+    migrate(
+        pool,
+        &sqlx::migrate!("../migrations/notifier"),
+        "notifier",
+        "notifier migrate",
+    )
+    .await
+}
+
 /// What a `migrate` subcommand migrates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Migrations {
@@ -272,6 +289,8 @@ pub enum Migrations {
     ReadModels,
     /// The payment gateway's books (`payment-gateway migrate`).
     PaymentGateway,
+    /// The notifier's sent log (`notifier migrate`).
+    Notifier,
 }
 
 impl Migrations {
@@ -285,6 +304,10 @@ impl Migrations {
             Self::PaymentGateway => {
                 let pool = connect_in_schema(url, PAYMENT_GATEWAY_SCHEMA, 2).await?;
                 migrate_payment_gateway(&pool).await?;
+            }
+            Self::Notifier => {
+                let pool = connect_in_schema(url, NOTIFIER_SCHEMA, 2).await?;
+                migrate_notifier(&pool).await?;
             }
         }
         println!("{self:?} migrated");

@@ -8,6 +8,8 @@
 //! - `BOXOFFICE_TANSU_BIN`: for tests that stop and restart a broker, a private one
 //!   ([`PrivateBroker`]).
 //! - `BOXOFFICE_NGINX_BIN`: the front door ([`front_door`]).
+//! - `BOXOFFICE_SMTP_PYTHON`, `BOXOFFICE_SMTP_SINK`: an SMTP server of the test's own,
+//!   every message it accepts an `.eml` file ([`smtp::SmtpSink`]).
 //!
 //! Nothing here sleeps to synchronise: [`eventually`] polls a condition until a
 //! deadline.
@@ -22,6 +24,7 @@ pub mod otlp;
 mod payments;
 pub mod roles;
 pub mod service;
+pub mod smtp;
 pub mod tls_broker;
 
 use std::future::Future;

@@ -1,6 +1,6 @@
 //! The services' own database users, as tests run them: a login user per service, in
 //! the group role its migrations grant rights to (`boxoffice_command`,
-//! `boxoffice_projector`, `boxoffice_query`, `boxoffice_payments`). Roles belong to the
+//! `boxoffice_projector`, `boxoffice_query`, `boxoffice_payments`, `boxoffice_notifier`). Roles belong to the
 //! server, so these are made once per server and shared by every test database.
 
 use sqlx::{Connection, PgConnection};
@@ -14,16 +14,19 @@ pub const PROJECTOR: &str = "bt_projector";
 pub const QUERY: &str = "bt_query";
 /// The payment gateway's login.
 pub const PAYMENTS: &str = "bt_payments";
+/// The notifier's login.
+pub const NOTIFIER: &str = "bt_notifier";
 
 /// Every test login's password.
 const PASSWORD: &str = "boxoffice-test";
 
 /// Each login and its group.
-const LOGINS: [(&str, &str); 4] = [
+const LOGINS: [(&str, &str); 5] = [
     (COMMAND, "boxoffice_command"),
     (PROJECTOR, "boxoffice_projector"),
     (QUERY, "boxoffice_query"),
     (PAYMENTS, "boxoffice_payments"),
+    (NOTIFIER, "boxoffice_notifier"),
 ];
 
 static MADE: OnceCell<()> = OnceCell::const_new();

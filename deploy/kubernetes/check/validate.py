@@ -19,7 +19,7 @@
      with the keys read), every Service, PodDisruptionBudget, HorizontalPodAutoscaler,
      NetworkPolicy and HTTPRoute reaches what it names;
    - a Deployment an HPA scales sets no `replicas`; the projector runs one replica per
-     partition of the topic (KAFKA_TOPIC_PARTITIONS).
+     partition of the topic (KAFKA_TOPIC_PARTITIONS), the notifier at most as many.
 Exits 1 when anything fails.
 """
 
@@ -36,12 +36,13 @@ import yaml
 # kubernetes-validate reads its schema files again for every document: once is enough.
 kv_utils.schema_contents = functools.lru_cache(maxsize=None)(kv_utils.schema_contents)
 
-BINARIES = {"command-api", "projector", "query-api", "payment-gateway"}
+BINARIES = {"command-api", "projector", "query-api", "payment-gateway", "notifier"}
 SERVICE_ADDR = {
     "command-api": "COMMAND_API_ADDR",
     "query-api": "QUERY_API_ADDR",
     "projector": "PROJECTOR_ADDR",
     "payment-gateway": "PAYMENT_GATEWAY_ADDR",
+    "notifier": "NOTIFIER_ADDR",
 }
 
 failures = []
@@ -259,15 +260,19 @@ def check_references(docs, configmaps):
                     fail(f"HTTPRoute {name}", f"routes to the Service {ref['name']}, which is not rendered")
                 elif ref.get("port") not in [p["port"] for p in svc["spec"]["ports"]]:
                     fail(f"HTTPRoute {name}", f"routes to port {ref.get('port')} of {ref['name']}, which it does not serve")
-    # The projector: one replica per partition.
+    # The projector: one replica per partition. The notifier: at most one per partition
+    # (a member beyond the partition count gets nothing from Kafka).
     kafka = [cm for n, cm in configmaps.items() if n.startswith("boxoffice-kafka")]
     projector = deployments.get("projector")
-    if not kafka or projector is None:
-        fail("projector", "the projector Deployment or the boxoffice-kafka ConfigMap is missing")
+    notifier = deployments.get("notifier")
+    if not kafka or projector is None or notifier is None:
+        fail("consumers", "the projector or notifier Deployment, or the boxoffice-kafka ConfigMap, is missing")
     else:
         partitions = int(kafka[0]["data"]["KAFKA_TOPIC_PARTITIONS"])
         if projector["spec"].get("replicas") != partitions:
             fail("Deployment projector", f"replicas {projector['spec'].get('replicas')} but the topic has {partitions} partitions (KAFKA_TOPIC_PARTITIONS)")
+        if not 1 <= notifier["spec"].get("replicas", 1) <= partitions:
+            fail("Deployment notifier", f"replicas {notifier['spec'].get('replicas')}: from 1 to the topic's {partitions} partitions (KAFKA_TOPIC_PARTITIONS)")
 
 
 def main():

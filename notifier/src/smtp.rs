@@ -1,0 +1,133 @@
+//! SMTP through lettre: a pooled transport on tokio from `SMTP_URL`, and what an
+//! answer means for the message (sent, try again later, or give up).
+
+use std::time::Duration;
+
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+/// The pooled transport.
+pub type Transport = AsyncSmtpTransport<Tokio1Executor>;
+
+/// The transport for `url` (see `SMTP_URL`): `smtp://` tries STARTTLS when the server
+/// offers it unless `?tls=none`; `?tls=required` insists on it; `smtps://` is TLS on
+/// connect.
+pub fn transport(url: &str, timeout: Duration, pool_size: u32) -> anyhow::Result<Transport> {
+    let url = with_tls_default(url);
+    let builder = Transport::from_url(&url)?;
+    Ok(builder
+        .timeout(Some(timeout))
+        .pool_config(
+            PoolConfig::new()
+                .max_size(pool_size)
+                .idle_timeout(Duration::from_secs(30)),
+        )
+        .build())
+}
+
+/// Whether `url` is one [`transport`] can use (without building the pool, which needs
+/// a runtime).
+pub fn check_url(url: &str) -> anyhow::Result<()> {
+    Transport::from_url(&with_tls_default(url))?;
+    Ok(())
+}
+
+/// lettre reads `smtp://` without a `tls` parameter as "never TLS": here it means
+/// STARTTLS when offered (`tls=opportunistic`), and `tls=none` is the way to say never.
+fn with_tls_default(url: &str) -> String {
+    if !url.starts_with("smtp://") {
+        return url.to_owned();
+    }
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+    if params.contains(&"tls=none") {
+        params.retain(|p| *p != "tls=none");
+    } else if !params.iter().any(|p| p.starts_with("tls=")) {
+        params.push("tls=opportunistic");
+    }
+    if params.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", params.join("&"))
+    }
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The server took the message.
+    Accepted,
+    /// Worth trying again later: a 4xx answer, the server unreachable, a timeout.
+    Temporary(String),
+    /// It will not work as it is: a 5xx answer.
+    Permanent(String),
+}
+
+/// Sends `message`, and says how it ended.
+pub async fn send(transport: &Transport, message: Message) -> Outcome {
+    match transport.send(message).await {
+        Ok(_) => Outcome::Accepted,
+        Err(err) if err.is_permanent() => Outcome::Permanent(mask_addresses(&err.to_string())),
+        Err(err) => Outcome::Temporary(mask_addresses(&err.to_string())),
+    }
+}
+
+/// `text` with every e-mail address in it replaced by `<address>`: an SMTP answer
+/// often repeats the recipient, and the sent log keeps no address.
+pub fn mask_addresses(text: &str) -> String {
+    text.split_inclusive(|c: char| c.is_whitespace() || "<>()[],;\"'".contains(c))
+        .map(|token| {
+            let (word, end) = match token.char_indices().last() {
+                Some((i, c)) if c.is_whitespace() || "<>()[],;\"'".contains(c) => {
+                    (&token[..i], &token[i..])
+                }
+                _ => (token, ""),
+            };
+            match word.split_once('@') {
+                Some((user, host)) if !user.is_empty() && host.contains('.') => {
+                    format!("<address>{end}")
+                }
+                _ => token.to_owned(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starttls_is_tried_unless_said_otherwise() {
+        assert_eq!(
+            with_tls_default("smtp://u:p@mail:587"),
+            "smtp://u:p@mail:587?tls=opportunistic"
+        );
+        assert_eq!(
+            with_tls_default("smtp://mail:25?tls=none"),
+            "smtp://mail:25"
+        );
+        assert_eq!(
+            with_tls_default("smtp://mail:25?tls=required"),
+            "smtp://mail:25?tls=required"
+        );
+        assert_eq!(with_tls_default("smtps://mail:465"), "smtps://mail:465");
+        for url in ["smtp://127.0.0.1:2525", "smtps://mail.example.com:465"] {
+            check_url(url).expect(url);
+        }
+        assert!(check_url("http://mail").is_err());
+    }
+
+    #[test]
+    fn addresses_in_answers_are_masked() {
+        assert_eq!(
+            mask_addresses("permanent error (550): 5.1.1 <ada@example.com>: mailbox unavailable"),
+            "permanent error (550): 5.1.1 <<address>>: mailbox unavailable"
+        );
+        assert_eq!(
+            mask_addresses("rejected ada.l@mail.example.org today"),
+            "rejected <address> today"
+        );
+        assert_eq!(mask_addresses("connection refused"), "connection refused");
+    }
+}
