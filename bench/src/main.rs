@@ -16,6 +16,10 @@
 //!   booking's final status; baseline: the same clients on an event each.
 //! - `audit`: export and verify of N events in a scratch database; baseline: the same
 //!   rows streamed out of the store. Then appends with the hash chain against without.
+//! - `notify`: N confirmed bookings' facts on a fresh topic, the notifier run until it
+//!   recorded every message as taken by the SMTP server (`SMTP_URL`, scripts/up's
+//!   aiosmtpd); baseline: a bare lettre send loop of the same messages to that server,
+//!   before and after.
 //! - `otlp-sink`: not a measurement: an OTLP/HTTP endpoint that takes and counts trace
 //!   exports, to measure the services with export on where no collector runs.
 //! - `chaos`: not a measurement but a drill: a system of its own under load while its
@@ -26,6 +30,7 @@ mod bookings;
 mod chaos;
 mod freshness;
 mod hot_event;
+mod notify;
 mod otlp_sink;
 mod rebuild;
 mod report;
@@ -59,6 +64,9 @@ enum Scenario {
     /// A system of its own under load while services, the broker and database
     /// sessions are killed at random; then checks that nothing was lost or done twice.
     Chaos(chaos::Args),
+    /// Notifications from facts on the topic to messages the SMTP server took, next
+    /// to a bare lettre send loop to the same server.
+    Notify(notify::Args),
     /// An OTLP/HTTP endpoint that takes and counts trace exports (for a run with
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` set where no collector runs).
     OtlpSink(otlp_sink::Args),
@@ -73,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::HotEvent(args) => hot_event::run(args).await,
         Scenario::Audit(args) => audit::run(args).await,
         Scenario::Chaos(args) => chaos::run(args).await,
+        Scenario::Notify(args) => notify::run(args).await,
         Scenario::OtlpSink(args) => otlp_sink::run(args).await,
     }
 }
