@@ -5,11 +5,10 @@ use std::time::Duration;
 
 use domain::booking::BookingCommand;
 use e2e::*;
-use platform::kafka::{client_config, KafkaLogs, KafkaSecurity, WireEvent};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use platform::kafka::WireEvent;
 use reqwest::StatusCode;
 use serde_json::json;
-use testkit::{eventually, read_topic, PrivateBroker};
+use testkit::{eventually, produce, read_topic, PrivateBroker};
 
 const TABLES: [&str; 3] = ["location_view", "event_view", "booking_view"];
 
@@ -19,25 +18,6 @@ async fn checksums(stack: &Stack) -> Vec<String> {
         sums.push(stack.checksum(table).await);
     }
     sums
-}
-
-/// Produces `events` to `topic` as the relay would (key = aggregate id).
-async fn produce(brokers: &str, topic: &str, events: &[WireEvent]) {
-    let producer: FutureProducer<KafkaLogs> = client_config(brokers, &KafkaSecurity::PLAINTEXT)
-        .create_with_context(KafkaLogs)
-        .expect("a producer");
-    for event in events {
-        let value = serde_json::to_vec(event).unwrap();
-        producer
-            .send(
-                FutureRecord::to(topic)
-                    .key(&event.aggregate_id)
-                    .payload(&value),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("delivered");
-    }
 }
 
 /// Some of everything: locations, halls, events, a cancellation, bookings.

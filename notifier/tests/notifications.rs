@@ -569,27 +569,6 @@ async fn replaying_the_topic_sends_nothing_twice_and_a_resend_is_the_same_messag
     stack.stop().await;
 }
 
-/// Produces `events` to `topic` as the relay would (key = aggregate id).
-async fn produce(brokers: &str, topic: &str, events: &[platform::kafka::WireEvent]) {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer<platform::kafka::KafkaLogs> =
-        platform::kafka::client_config(brokers, &platform::kafka::KafkaSecurity::PLAINTEXT)
-            .create_with_context(platform::kafka::KafkaLogs)
-            .expect("a producer");
-    for event in events {
-        let value = serde_json::to_vec(event).unwrap();
-        producer
-            .send(
-                FutureRecord::to(topic)
-                    .key(&event.aggregate_id)
-                    .payload(&value),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("delivered");
-    }
-}
-
 #[tokio::test]
 async fn facts_kafka_skipped_are_filled_from_the_store() {
     let stack = Stack::start().await;
@@ -647,7 +626,7 @@ async fn facts_kafka_skipped_are_filled_from_the_store() {
             "BookingRefunded"
         ]
     );
-    produce(&stack.brokers, &topic.name, &facts[3..]).await;
+    testkit::produce(&stack.brokers, &topic.name, &facts[3..]).await;
 
     until_log(&stack, &[("sent", 2)]).await;
     let mails = sink.wait_for(2, PATIENCE).await;
@@ -661,7 +640,7 @@ async fn facts_kafka_skipped_are_filled_from_the_store() {
     );
     // Delivered again, the same facts change nothing; a later booking's confirmation,
     // behind them on the partition, shows they were read.
-    produce(&stack.brokers, &topic.name, &facts).await;
+    testkit::produce(&stack.brokers, &topic.name, &facts).await;
     let later = book(&stack, &event, &token, 1, "tok_visa").await;
     until_status(&stack, later, "una", "confirmed").await;
     stack.published().await;
@@ -671,7 +650,7 @@ async fn facts_kafka_skipped_are_filled_from_the_store() {
         .map(|(_, e)| e)
         .filter(|e| e.aggregate_id == later.to_string())
         .collect();
-    produce(&stack.brokers, &topic.name, &later_facts).await;
+    testkit::produce(&stack.brokers, &topic.name, &later_facts).await;
     until_log(&stack, &[("sent", 3)]).await;
     let mails = sink.wait_for(3, PATIENCE).await;
     assert_eq!(mails.len(), 3);
@@ -709,6 +688,55 @@ async fn a_fact_kafka_never_brought_is_found_by_the_sweep() {
         .await
             >= 2.0
     );
+    notifier.stop().await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_broker_that_restarts_empty_loses_no_mail_and_repeats_none() {
+    let mut broker = testkit::PrivateBroker::start().await;
+    let stack = Stack::start_with(Options {
+        brokers: Some(broker.brokers()),
+        ..Options::default()
+    })
+    .await;
+    let sink = SmtpSink::start().await;
+    let settings = config(&stack, &sink.url());
+    let (notifier, _) = start(settings.clone()).await;
+    let location = stack.location("Olympia", 50).await;
+    let event = stack.event(&event_body(&location)).await.id();
+    let mut bookings = Vec::new();
+    let book_one = |user: &'static str| {
+        let token = customer_with(user, None, Some(&format!("{user}@example.com")));
+        let (stack, event) = (&stack, &event);
+        async move {
+            let booking = book(stack, event, &token, 1, "tok_visa").await;
+            until_status(stack, booking, user, "confirmed").await;
+            booking
+        }
+    };
+    bookings.push(book_one("ann").await);
+    until_log(&stack, &[("sent", 1)]).await;
+
+    // Facts the broker takes while the notifier is away, then loses with the rest
+    // (the notifier's committed offsets too).
+    notifier.stop().await;
+    bookings.push(book_one("ben").await);
+    bookings.push(book_one("cat").await);
+    stack.published().await;
+    broker.restart().await;
+    bookings.push(book_one("dov").await);
+    let (notifier, _) = start(settings).await;
+
+    until_log(&stack, &[("sent", 4)]).await;
+    let mails = sink.wait_for(4, PATIENCE).await;
+    assert_eq!(mails.len(), 4, "no message twice");
+    for (booking, user) in bookings.iter().zip(["ann", "ben", "cat", "dov"]) {
+        let [mail] = to(&mails, &format!("{user}@example.com"))[..] else {
+            panic!("one message for {user}");
+        };
+        assert_eq!(announced(mail, *booking), 2);
+    }
     notifier.stop().await;
     stack.stop().await;
 }

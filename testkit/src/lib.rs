@@ -287,6 +287,27 @@ pub async fn read_topic(brokers: &str, topic: &str) -> Vec<(i32, WireEvent)> {
         .expect("topic reader panicked")
 }
 
+/// Produces `events` to `topic` as the relay does (key: the aggregate id, value: the
+/// wire event), one after the other: a test's own duplicates, gaps and replays.
+pub async fn produce(brokers: &str, topic: &str, events: &[WireEvent]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer<KafkaLogs> = client_config(brokers, &KafkaSecurity::PLAINTEXT)
+        .create_with_context(KafkaLogs)
+        .expect("a producer");
+    for event in events {
+        let value = serde_json::to_vec(event).expect("a wire event encodes");
+        producer
+            .send(
+                FutureRecord::to(topic)
+                    .key(&event.aggregate_id)
+                    .payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("delivered");
+    }
+}
+
 /// A free TCP port on loopback (free when asked; taken soon after, usually by us).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
