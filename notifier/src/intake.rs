@@ -94,6 +94,10 @@ pub async fn take_in(
     if by_booking.is_empty() {
         return Ok(Intake::default());
     }
+    // Every statement below locks and writes rows in booking-id order, so the consumer
+    // and the sweep (or two processes) taking in the same new bookings wait for each
+    // other instead of deadlocking.
+    by_booking.sort_by_key(|(id, _)| *id);
     let ids: Vec<Uuid> = by_booking.iter().map(|(id, _)| *id).collect();
     let rows: Vec<(Uuid, i64, Option<String>)> = sqlx::query_as(
         "SELECT booking_id, sequence, cancel_reason FROM streams
