@@ -16,7 +16,7 @@ makes a venv with it). Nothing is relayed anywhere.
 - Faults, decided per recipient at RCPT TO: a local part starting with `reject` gets
   550 5.1.1 (permanent), one starting with `defer` 451 4.3.0 (temporary). A message to
   a local part starting with `slow` is written at once but answered 250 only after
-  SLOW_SECONDS (2): a crash of the sender can fall between the two.
+  SLOW_SECONDS (3): a crash of the sender can fall between the two.
 - AUTH PLAIN and LOGIN are offered, without TLS, and any credentials are accepted:
   clients configured with credentials work; none are needed.
 - One line per message on stdout (sizes and counts, no addresses).
@@ -34,7 +34,7 @@ import time
 
 from aiosmtpd.smtp import SMTP, AuthResult
 
-SLOW_SECONDS = 2.0
+SLOW_SECONDS = 3.0
 
 NAME = re.compile(r"^(\d{20})-\d+\.eml$")
 

@@ -75,9 +75,11 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<()> {
     let log = platform::db::connect_in_schema(url, platform::db::NOTIFIER_SCHEMA, 4).await?;
     platform::db::migrate_notifier(&log).await?;
     // Everything seeded is news to this notifier.
-    sqlx::query("INSERT INTO progress (since_position) VALUES (0)")
-        .execute(&log)
-        .await?;
+    sqlx::query(
+        "INSERT INTO progress (since_position, since_snapshot) VALUES (0, pg_current_snapshot())",
+    )
+    .execute(&log)
+    .await?;
 
     println!("boxoffice bench: notify");
     println!(

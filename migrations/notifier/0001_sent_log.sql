@@ -33,6 +33,8 @@ CREATE TABLE notifications
     -- The SMTP answer (addresses in it are masked) or what stopped the composing.
     last_error      text,
     created_at      timestamptz NOT NULL DEFAULT now(),
+    -- Since when it waits to be sent: its intake, or an operator's retry or resend.
+    pending_since   timestamptz NOT NULL DEFAULT now(),
     sent_at         timestamptz,
     -- How often an operator asked for it again (`notifier resend`).
     resends         integer     NOT NULL DEFAULT 0,
@@ -44,13 +46,19 @@ CREATE INDEX notifications_parked ON notifications (created_at) WHERE status = '
 
 -- One row: where the sweep of the store stands, and from which fact on the notifier
 -- mails. Facts recorded before the notifier first ran are history: a notifier deployed
--- onto a store of a year of bookings does not write to all those customers.
+-- onto a store of a year of bookings does not write to all those customers. At the
+-- first start, one snapshot of the store is kept: since_position, the newest committed
+-- position then, and since_snapshot itself. A fact is news when its position is past
+-- since_position, or its transaction had not committed in that snapshot (it may have
+-- committed after the start with a lower position). The sweep starts at the oldest
+-- transaction running then: every older one had ended, and is history.
 CREATE TABLE progress
 (
-    only_row       boolean PRIMARY KEY DEFAULT true CHECK (only_row),
-    since_position bigint  NOT NULL,
-    transaction_id bigint  NOT NULL DEFAULT 0,
-    position       bigint  NOT NULL DEFAULT 0
+    only_row       boolean     PRIMARY KEY DEFAULT true CHECK (only_row),
+    since_position bigint      NOT NULL,
+    since_snapshot pg_snapshot NOT NULL,
+    transaction_id bigint      NOT NULL DEFAULT 0,
+    position       bigint      NOT NULL DEFAULT 0
 );
 
 -- Least privilege, as everywhere: the notifier's login is in this group role; it may

@@ -34,15 +34,24 @@ pub struct Context {
     pub metrics: Metrics,
     /// The configuration.
     pub config: Config,
-    /// Facts at or before this position were recorded before the notifier first ran:
-    /// history, never mailed.
-    pub since_position: i64,
+    /// Which facts were recorded before the notifier first ran: history, never mailed.
+    pub since: Since,
     /// The domain of `MAIL_FROM`: the right-hand side of every Message-ID.
     pub mail_domain: String,
     /// Told when notifications were recorded: the sender looks at once.
     pub wake: tokio::sync::Notify,
     /// Told by the sweep when it found facts Kafka had not brought.
     pub kafka_behind: tokio::sync::Notify,
+}
+
+/// Where history ends and news begins (see the `progress` table).
+#[derive(Debug, Clone)]
+pub struct Since {
+    /// The newest committed position at the first start.
+    pub position: i64,
+    /// The store's snapshot at the first start (`pg_snapshot` as text): a fact whose
+    /// transaction it does not see committed is news.
+    pub snapshot: String,
 }
 
 /// A built notifier.
@@ -140,7 +149,7 @@ pub async fn connect(config: Config, metrics: Metrics) -> anyhow::Result<Context
             .await?;
     platform::db::migrate_notifier(&log).await?;
     let store = EventStore::new(platform::db::connect(&config.database_url, 8).await?);
-    let since_position = since_position(&log, store.pool()).await?;
+    let since = since(&log, store.pool()).await?;
     let transport = smtp::transport(&config.smtp.url, config.smtp.timeout, config.smtp.pool_size)?;
     let mail_domain = config.mail_from.email.domain().to_owned();
     Ok(Context {
@@ -149,26 +158,37 @@ pub async fn connect(config: Config, metrics: Metrics) -> anyhow::Result<Context
         transport,
         metrics,
         config,
-        since_position,
+        since,
         mail_domain,
         wake: tokio::sync::Notify::new(),
         kafka_behind: tokio::sync::Notify::new(),
     })
 }
 
-/// The position from which facts are news, set on the first run to the newest fact
-/// in the store then.
-async fn since_position(log: &PgPool, store: &PgPool) -> anyhow::Result<i64> {
-    let newest: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM events")
-        .fetch_one(store)
-        .await?;
-    sqlx::query("INSERT INTO progress (since_position) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(newest)
-        .execute(log)
-        .await?;
-    Ok(sqlx::query_scalar("SELECT since_position FROM progress")
-        .fetch_one(log)
-        .await?)
+/// From which fact on facts are news (see the `progress` table): set on the first run,
+/// from one snapshot of the store, and read back on every later one.
+async fn since(log: &PgPool, store: &PgPool) -> anyhow::Result<Since> {
+    let (position, oldest, snapshot): (i64, i64, String) = sqlx::query_as(
+        "SELECT (SELECT coalesce(max(position), 0) FROM events),
+                (pg_snapshot_xmin(s)::text)::bigint, s::text
+           FROM pg_current_snapshot() s",
+    )
+    .fetch_one(store)
+    .await?;
+    sqlx::query(
+        "INSERT INTO progress (since_position, since_snapshot, transaction_id, position)
+         VALUES ($1, $2::pg_snapshot, $3, 0) ON CONFLICT DO NOTHING",
+    )
+    .bind(position)
+    .bind(snapshot)
+    .bind(oldest)
+    .execute(log)
+    .await?;
+    let (position, snapshot) =
+        sqlx::query_as("SELECT since_position, since_snapshot::text FROM progress")
+            .fetch_one(log)
+            .await?;
+    Ok(Since { position, snapshot })
 }
 
 /// Keeps the pending and parked gauges current.

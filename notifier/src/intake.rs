@@ -7,7 +7,7 @@
 //! on than the next one means Kafka skipped some (tansu does, resuming inside a stored
 //! batch): the missing ones are read from the store, the truth, and taken in first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use domain::booking::{BookingFact, Reason};
 use platform::kafka::WireEvent;
@@ -122,33 +122,47 @@ pub async fn take_in(
 
     let mut intake = Intake::default();
     let mut notes = Notes::default();
+    let batch: Vec<i64> = by_booking
+        .iter()
+        .flat_map(|(_, events)| events.iter().map(|e| e.position))
+        .collect();
+    let mut late = late_news(ctx, batch).await?;
     let mut moved: Vec<Uuid> = Vec::new();
     for (id, stream_events) in &by_booking {
         let mut stream = streams.get(id).copied().unwrap_or_default();
         let before = stream.sequence;
-        for event in stream_events {
+        'facts: for event in stream_events {
             if event.sequence <= stream.sequence {
                 continue; // taken already
             }
+            let mut next: Vec<WireEvent> = Vec::new();
             if event.sequence > stream.sequence + 1 {
-                let missing = ctx
+                next = ctx
                     .store
                     .stream("booking", *id, stream.sequence, event.sequence - 1)
                     .await?;
-                anyhow::ensure!(
-                    missing.len() as i64 == event.sequence - 1 - stream.sequence,
-                    "booking {id}: the store lacks facts {}..{} that Kafka skipped",
-                    stream.sequence + 1,
-                    event.sequence - 1
-                );
-                for fill in &missing {
-                    step(ctx, *id, fill, &mut stream, &mut notes)?;
-                }
-                intake.filled += missing.len() as u64;
-                intake.facts += missing.len() as u64;
+                intake.filled += next.len() as u64;
+                late.extend(late_news(ctx, next.iter().map(|e| e.position).collect()).await?);
             }
-            step(ctx, *id, event, &mut stream, &mut notes)?;
-            intake.facts += 1;
+            next.push((*event).clone());
+            for fact in &next {
+                // A fact this build cannot read (a newer version, in a rolling deploy),
+                // or a gap the store cannot fill: the stream stops here and the other
+                // bookings go on. Its next fact brings it back (a newer build reads it).
+                let stopped = if fact.sequence != stream.sequence + 1 {
+                    Some(format!("the store lacks fact {}", stream.sequence + 1))
+                } else {
+                    let news = fact.position > ctx.since.position || late.contains(&fact.position);
+                    step(ctx, *id, fact, news, &mut stream, &mut notes)
+                        .err()
+                        .map(|e| format!("{e:#}"))
+                };
+                if let Some(cause) = stopped {
+                    tracing::error!(booking = %id, sequence = fact.sequence, %cause, "a booking's stream stops here until it can be read");
+                    break 'facts;
+                }
+                intake.facts += 1;
+            }
         }
         if stream.sequence > before {
             streams.insert(*id, stream);
@@ -204,11 +218,32 @@ struct Notes {
     message_ids: Vec<String>,
 }
 
-/// Takes one fact, the next of its stream, in.
+/// Of `positions`, those of facts recorded around the notifier's first start that
+/// are news all the same: at or before its `since.position`, but of a transaction its
+/// first snapshot did not see committed (it committed after the start).
+async fn late_news(ctx: &Context, mut positions: Vec<i64>) -> sqlx::Result<HashSet<i64>> {
+    positions.retain(|p| *p <= ctx.since.position);
+    if positions.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let late: Vec<i64> = sqlx::query_scalar(
+        "SELECT position FROM events
+          WHERE position = ANY($1) AND NOT pg_visible_in_snapshot(transaction_id, $2::pg_snapshot)",
+    )
+    .bind(&positions)
+    .bind(&ctx.since.snapshot)
+    .fetch_all(ctx.store.pool())
+    .await?;
+    Ok(late.into_iter().collect())
+}
+
+/// Takes one fact, the next of its stream, in; `news` when it happened after the
+/// notifier first ran.
 fn step(
     ctx: &Context,
     booking_id: Uuid,
     event: &WireEvent,
+    news: bool,
     stream: &mut Stream,
     notes: &mut Notes,
 ) -> anyhow::Result<()> {
@@ -218,7 +253,7 @@ fn step(
         stream.cancel_reason = Some(reason);
     }
     // Facts recorded before the notifier first ran are history, not news.
-    if event.position > ctx.since_position {
+    if news {
         if let Some(kind) = calls_for(&fact, stream.cancel_reason) {
             notes.booking_ids.push(booking_id);
             notes.sequences.push(event.sequence);

@@ -45,8 +45,9 @@ pub enum End {
 }
 
 /// Takes up to `limit` due notifications for `lease`: of each booking, only the one of
-/// its earliest fact still pending.
+/// its earliest fact not yet sent (nor given up on for good).
 pub async fn claim(log: &PgPool, limit: i64, lease: Duration) -> sqlx::Result<Vec<Claimed>> {
+    let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
     let rows: Vec<(Uuid, i64, String, i32, String)> = sqlx::query_as(
         "UPDATE notifications n
             SET lease_until = now() + make_interval(secs => $2), attempts = n.attempts + 1
@@ -54,11 +55,14 @@ pub async fn claim(log: &PgPool, limit: i64, lease: Duration) -> sqlx::Result<Ve
                 SELECT booking_id, sequence FROM notifications d
                  WHERE status = 'pending' AND next_attempt_at <= now()
                    AND (lease_until IS NULL OR lease_until <= now())
+                   -- Kinds a newer build wrote wait for that build.
+                   AND kind = ANY($3)
                    -- A booking's messages go out in the order of its facts: the
-                   -- refund never before the confirmation.
+                   -- refund never before the confirmation, even one that is parked
+                   -- (an operator's retry of it would come after the refund).
                    AND NOT EXISTS (SELECT 1 FROM notifications e
-                                    WHERE e.booking_id = d.booking_id
-                                      AND e.sequence < d.sequence AND e.status = 'pending')
+                                    WHERE e.booking_id = d.booking_id AND e.sequence < d.sequence
+                                      AND e.status IN ('pending', 'parked'))
                  ORDER BY next_attempt_at, position
                  LIMIT $1
                    FOR UPDATE SKIP LOCKED)
@@ -66,19 +70,16 @@ pub async fn claim(log: &PgPool, limit: i64, lease: Duration) -> sqlx::Result<Ve
     )
     .bind(limit)
     .bind(lease.as_secs_f64())
+    .bind(&kinds)
     .fetch_all(log)
     .await?;
     Ok(rows
         .into_iter()
         .filter_map(|(booking_id, sequence, kind, attempts, message_id)| {
-            let Some(kind) = Kind::parse(&kind) else {
-                tracing::error!(%booking_id, sequence, kind, "a notification of an unknown kind; left alone");
-                return None;
-            };
             Some(Claimed {
                 booking_id,
                 sequence,
-                kind,
+                kind: Kind::parse(&kind)?,
                 attempts,
                 message_id,
             })
@@ -86,8 +87,10 @@ pub async fn claim(log: &PgPool, limit: i64, lease: Duration) -> sqlx::Result<Ve
         .collect())
 }
 
-/// Records how `claim`'s attempt ended, and lets go of its lease.
-pub async fn record(log: &PgPool, claim: &Claimed, end: &End) -> sqlx::Result<()> {
+/// Records how `claim`'s attempt ended, and lets go of its lease. False when the
+/// notification is no longer this attempt's (its lease ran out and another sender
+/// took it, or an operator asked for it again): nothing is recorded then.
+pub async fn record(log: &PgPool, claim: &Claimed, end: &End) -> sqlx::Result<bool> {
     let (status, wait, error, sent) = match end {
         End::Sent => ("sent", 0.0, None, true),
         End::Retry { after, error } => {
@@ -97,12 +100,12 @@ pub async fn record(log: &PgPool, claim: &Claimed, end: &End) -> sqlx::Result<()
         End::NoContact => ("no_contact", 0.0, None, false),
         End::Erased => ("erased", 0.0, None, false),
     };
-    sqlx::query(
+    let recorded = sqlx::query(
         "UPDATE notifications
             SET status = $3, lease_until = NULL, last_error = $5,
                 next_attempt_at = now() + make_interval(secs => $4),
                 sent_at = CASE WHEN $6 THEN now() ELSE sent_at END
-          WHERE booking_id = $1 AND sequence = $2",
+          WHERE booking_id = $1 AND sequence = $2 AND status = 'pending' AND attempts = $7",
     )
     .bind(claim.booking_id)
     .bind(claim.sequence)
@@ -110,9 +113,11 @@ pub async fn record(log: &PgPool, claim: &Claimed, end: &End) -> sqlx::Result<()
     .bind(wait)
     .bind(error)
     .bind(sent)
+    .bind(claim.attempts)
     .execute(log)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(recorded == 1)
 }
 
 /// The organiser's reason for cancelling `event_id`, once it is cancelled.
@@ -185,7 +190,7 @@ pub async fn status(log: &PgPool) -> sqlx::Result<Status> {
     .fetch_all(log)
     .await?;
     let oldest: f64 = sqlx::query_scalar(
-        "SELECT coalesce(extract(epoch FROM now() - min(created_at))::float8, 0)
+        "SELECT coalesce(extract(epoch FROM now() - min(pending_since))::float8, 0)
            FROM notifications WHERE status = 'pending'",
     )
     .fetch_one(log)
@@ -209,7 +214,7 @@ pub async fn gauges(log: &PgPool) -> sqlx::Result<(i64, i64, f64)> {
     sqlx::query_as(
         "SELECT count(*) FILTER (WHERE status = 'pending'),
                 count(*) FILTER (WHERE status = 'parked'),
-                coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending'))::float8, 0)
+                coalesce(extract(epoch FROM now() - min(pending_since) FILTER (WHERE status = 'pending'))::float8, 0)
            FROM notifications WHERE status IN ('pending', 'parked')",
     )
     .fetch_one(log)
@@ -221,7 +226,8 @@ pub async fn gauges(log: &PgPool) -> sqlx::Result<(i64, i64, f64)> {
 pub async fn retry_parked(log: &PgPool, booking_id: Option<Uuid>) -> sqlx::Result<u64> {
     Ok(sqlx::query(
         "UPDATE notifications
-            SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_until = NULL
+            SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_until = NULL,
+                pending_since = now()
           WHERE status = 'parked' AND ($1::uuid IS NULL OR booking_id = $1)",
     )
     .bind(booking_id)
@@ -231,12 +237,13 @@ pub async fn retry_parked(log: &PgPool, booking_id: Option<Uuid>) -> sqlx::Resul
 }
 
 /// Sends one booking's notifications again, on purpose, with their Message-IDs (those
-/// that ended without a message stay as they are, unless `all`). Returns how many.
+/// that ended without a message, no contact or erased, stay as they are). Returns how
+/// many.
 pub async fn resend(log: &PgPool, booking_id: Uuid) -> sqlx::Result<u64> {
     Ok(sqlx::query(
         "UPDATE notifications
             SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_until = NULL,
-                resends = resends + 1
+                pending_since = now(), resends = resends + 1
           WHERE booking_id = $1 AND status IN ('sent', 'parked')",
     )
     .bind(booking_id)

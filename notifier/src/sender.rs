@@ -16,9 +16,10 @@ use chrono::{DateTime, Utc};
 use domain::booking::{BookingFact, Reason};
 use domain::event::{EventDetails, EventFact};
 use domain::personal::SealedContact;
-use futures::StreamExt;
 use lettre::message::Mailbox;
 use rand::Rng;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -29,59 +30,94 @@ use crate::mail::{self, Kind, View};
 use crate::metrics::AttemptLabels;
 use crate::smtp::{self, Outcome};
 
-/// Notifications taken per round, at most.
-const ROUND: i64 = 64;
-
-/// Sends until `shutdown`.
+/// Sends until `shutdown`, then waits for the messages in flight (each bounded by
+/// `SMTP_TIMEOUT_MS`).
+///
+/// A notification is claimed only when a slot is free to send it at once, so its lease
+/// runs while it is being sent, never while it waits behind others; and a slow answer
+/// holds one slot, not the rest of the mail.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let events = EventCache::default();
-    loop {
-        let sent = match round(&ctx, &events).await {
-            Ok(n) => n,
-            Err(err) => {
-                tracing::warn!(
-                    cause = format!("{err:#}"),
-                    "cannot take notifications to send"
-                );
-                0
+    let events = Arc::new(EventCache::default());
+    let slots = Arc::new(Semaphore::new(ctx.config.send.concurrency));
+    let mut in_flight = JoinSet::new();
+    while !shutdown.is_cancelled() {
+        while in_flight.try_join_next().is_some() {}
+        let free = slots.available_permits();
+        let claimed = if free == 0 {
+            Vec::new()
+        } else {
+            match log::claim(&ctx.log, free as i64, ctx.config.send.lease).await {
+                Ok(claimed) => claimed,
+                Err(err) => {
+                    tracing::warn!(cause = %err, "cannot take notifications to send");
+                    Vec::new()
+                }
             }
         };
-        if sent as i64 == ROUND {
-            continue; // more are due
+        let took = claimed.len();
+        for claim in claimed {
+            // Only this loop takes slots: one is free for each claim.
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                break;
+            };
+            let (ctx, events) = (ctx.clone(), events.clone());
+            in_flight.spawn(async move {
+                send_one(&ctx, &events, &claim).await;
+                drop(slot);
+            });
+        }
+        if took > 0 && took == free {
+            // Every slot is busy: go on when one is free.
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = slots.acquire() => {}
+            }
+            continue;
         }
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => break,
             () = ctx.wake.notified() => {}
             // Retries come due on their own.
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
     }
+    while in_flight.join_next().await.is_some() {}
 }
 
-/// One round: takes what is due and sends it, `NOTIFIER_CONCURRENCY` at a time.
-/// Returns how many it took.
-pub async fn round(ctx: &Context, events: &EventCache) -> anyhow::Result<usize> {
-    let claimed = log::claim(&ctx.log, ROUND, ctx.config.send.lease).await?;
-    let taken = claimed.len();
-    futures::stream::iter(claimed)
-        .for_each_concurrent(ctx.config.send.concurrency, |claim| async move {
-            let end = deliver(ctx, events, &claim).await;
-            if let Err(err) = log::record(&ctx.log, &claim, &end).await {
-                // The lease runs out and it is sent again, with the same Message-ID.
-                tracing::warn!(cause = %err, booking = %claim.booking_id, "cannot record a notification's end");
+/// Sends one claimed notification and records how it ended.
+async fn send_one(ctx: &Context, events: &EventCache, claim: &Claimed) {
+    let end = deliver(ctx, events, claim).await;
+    // A lost record means a resend when the lease runs out: worth a few tries.
+    let mut pause = Duration::from_millis(100);
+    for attempt in 1.. {
+        match log::record(&ctx.log, claim, &end).await {
+            Ok(true) => break,
+            Ok(false) => {
+                // Another sender took it after our lease ran out, or an operator
+                // asked for it again: its record is theirs.
+                tracing::warn!(booking = %claim.booking_id, sequence = claim.sequence, "a notification moved on while it was being sent; its end is not recorded");
                 return;
             }
-            let kind = claim.kind.as_str();
-            match &end {
-                End::Sent => ctx.metrics.ended(kind, "sent"),
-                End::Parked(_) => ctx.metrics.ended(kind, "parked"),
-                End::NoContact => ctx.metrics.ended(kind, "no_contact"),
-                End::Erased => ctx.metrics.ended(kind, "erased"),
-                End::Retry { .. } => {}
+            Err(err) if attempt < 5 => {
+                tracing::warn!(cause = %err, booking = %claim.booking_id, "cannot record a notification's end; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
             }
-        })
-        .await;
-    Ok(taken)
+            Err(err) => {
+                // The lease runs out and it is sent again, with the same Message-ID.
+                tracing::error!(cause = %err, booking = %claim.booking_id, "cannot record a notification's end");
+                return;
+            }
+        }
+    }
+    let kind = claim.kind.as_str();
+    match &end {
+        End::Sent => ctx.metrics.ended(kind, "sent"),
+        End::Parked(_) => ctx.metrics.ended(kind, "parked"),
+        End::NoContact => ctx.metrics.ended(kind, "no_contact"),
+        End::Erased => ctx.metrics.ended(kind, "erased"),
+        End::Retry { .. } => {}
+    }
 }
 
 /// Composes and sends one notification.
@@ -96,7 +132,13 @@ async fn deliver(ctx: &Context, events: &EventCache, claim: &Claimed) -> End {
         Composed::Erased => return End::Erased,
     };
     let started = Instant::now();
-    let outcome = smtp::send(&ctx.transport, *message).await;
+    // lettre bounds the connect by its timeout, not the exchange: the whole send is.
+    let outcome = tokio::time::timeout(
+        ctx.config.smtp.timeout,
+        smtp::send(&ctx.transport, *message),
+    )
+    .await
+    .unwrap_or_else(|_| Outcome::Temporary("no answer from the SMTP server in time".into()));
     ctx.metrics
         .send_seconds
         .observe(started.elapsed().as_secs_f64());

@@ -46,8 +46,8 @@ impl Notifier {
             ),
             ("NOTIFIER_SWEEP_MS", "500".to_owned()),
             ("NOTIFIER_CONCURRENCY", CONCURRENCY.to_string()),
-            ("SMTP_TIMEOUT_MS", "1500".to_owned()),
-            ("NOTIFIER_LEASE_MS", "3000".to_owned()),
+            ("SMTP_TIMEOUT_MS", "6000".to_owned()),
+            ("NOTIFIER_LEASE_MS", "12000".to_owned()),
             ("NOTIFIER_RETRY_BASE_MS", "200".to_owned()),
             ("NOTIFIER_RETRY_MAX_MS", "1000".to_owned()),
             ("LOG_FORMAT", "json".to_owned()),
@@ -55,7 +55,9 @@ impl Notifier {
         Self { env, child: None }
     }
 
-    fn start(&mut self) {
+    /// Starts the binary and waits until it is ready: facts recorded before its first
+    /// start would be history to it.
+    async fn start(&mut self) {
         let child = Command::new(env!("CARGO_BIN_EXE_notifier"))
             .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -65,6 +67,19 @@ impl Notifier {
             .spawn()
             .expect("the notifier binary");
         self.child = Some(child);
+        let addr = &self
+            .env
+            .iter()
+            .find(|(k, _)| *k == "NOTIFIER_ADDR")
+            .expect("an address")
+            .1;
+        let ready = format!("http://{addr}/health/ready");
+        let client = testkit::http();
+        eventually(PATIENCE, "the notifier to be ready", || async {
+            let answer = client.get(&ready).send().await.ok()?;
+            answer.status().is_success().then_some(())
+        })
+        .await;
     }
 
     /// SIGKILL: no shutdown, no last commit.
@@ -114,22 +129,34 @@ async fn killed_mid_stream_the_notifier_loses_nothing() {
     let stack = Stack::start().await;
     let sink = SmtpSink::start().await;
     let mut notifier = Notifier::new(&stack, &sink);
-    notifier.start();
+    notifier.start().await;
     let location = stack.location("Olympia", 100).await;
     let event = stack.event(&event_body(&location)).await.id();
-    let mut bookings = Vec::new();
-    for n in 0..BOOKINGS {
-        let user = format!("fan{n}");
-        bookings.push(book(&stack, &event, &user, &format!("{user}@example.com")).await);
-    }
-    // Some have gone out, not all: kill it there.
-    eventually(PATIENCE, "the first messages", || async {
-        (sink.messages().len() >= 5).then_some(())
-    })
-    .await;
-    notifier.kill().await;
-    let at_kill = sink.messages().len();
-    notifier.start();
+    // Bookings keep coming while the notifier is killed, once some messages have gone
+    // out (watched closely: they go fast), and come back.
+    let booked = async {
+        let mut bookings = Vec::new();
+        for n in 0..BOOKINGS {
+            let user = format!("fan{n}");
+            bookings.push(book(&stack, &event, &user, &format!("{user}@example.com")).await);
+        }
+        bookings
+    };
+    let kill = async {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while sink.messages().len() < 5 {
+            assert!(std::time::Instant::now() < deadline, "no messages");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        notifier.kill().await;
+        sink.messages().len()
+    };
+    let (bookings, at_kill) = tokio::join!(booked, kill);
+    assert!(
+        at_kill < BOOKINGS,
+        "the kill came after every message had gone"
+    );
+    notifier.start().await;
     eventually(PATIENCE, "every confirmation sent", || async {
         (sent(&stack).await == BOOKINGS as i64).then_some(())
     })
@@ -162,10 +189,10 @@ async fn a_crash_between_the_smtp_answer_and_the_log_resends_once_with_the_same_
     let stack = Stack::start().await;
     let sink = SmtpSink::start().await;
     let mut notifier = Notifier::new(&stack, &sink);
-    notifier.start();
+    notifier.start().await;
     let location = stack.location("Olympia", 100).await;
     let event = stack.event(&event_body(&location)).await.id();
-    // The sink writes this message at once and answers 250 two seconds later.
+    // The sink writes this message at once and answers 250 three seconds later.
     let booking = book(&stack, &event, "sam", "slow.sam@example.com").await;
     sink.wait_for(1, PATIENCE).await;
     // The log may not record the answer yet.
@@ -191,7 +218,7 @@ async fn a_crash_between_the_smtp_answer_and_the_log_resends_once_with_the_same_
     notifier.kill().await;
     lock.rollback().await.unwrap();
 
-    notifier.start();
+    notifier.start().await;
     eventually(PATIENCE, "the notification recorded as sent", || async {
         (sent(&stack).await == 1).then_some(())
     })

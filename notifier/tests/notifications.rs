@@ -538,33 +538,83 @@ async fn a_refused_message_is_parked_listed_and_can_be_retried() {
 async fn replaying_the_topic_sends_nothing_twice_and_a_resend_is_the_same_message() {
     let stack = Stack::start().await;
     let sink = SmtpSink::start().await;
-    let first = config(&stack, &sink.url());
-    let (notifier, ctx) = start(first.clone()).await;
+    let (notifier, ctx) = start(config(&stack, &sink.url())).await;
     let location = stack.location("Olympia", 50).await;
     let event = stack.event(&event_body(&location)).await.id();
     let token = customer_with("rex", None, Some("rex@example.com"));
-    let booking = book(&stack, &event, &token, 1, "tok_visa").await;
-    until_status(&stack, booking, "rex", "confirmed").await;
+    let first = book(&stack, &event, &token, 1, "tok_visa").await;
+    until_status(&stack, first, "rex", "confirmed").await;
     until_log(&stack, &[("sent", 1)]).await;
     notifier.stop().await;
+    let second = book(&stack, &event, &token, 1, "tok_visa").await;
+    until_status(&stack, second, "rex", "confirmed").await;
+    stack.published().await;
 
-    // A new consumer group reads the whole topic again.
-    let mut replay = first.clone();
-    replay.group = format!("bt-notifier-replay-{}", Uuid::new_v4().simple());
+    // A notifier of a new consumer group, on a topic of one partition where the whole
+    // history comes again before the second booking's facts, and no sweep: the second
+    // booking's message arrives after the replay was read.
+    let facts: Vec<_> = testkit::read_topic(&stack.brokers, &stack.relay_topic)
+        .await
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    let (replayed, later): (Vec<_>, Vec<_>) = facts
+        .into_iter()
+        .partition(|e| e.aggregate_id != second.to_string());
+    let mut topic = testkit::unique_topic();
+    topic.partitions = 1;
+    testkit::create_topic(&stack.brokers, &topic).await;
+    testkit::produce(&stack.brokers, &topic.name, &replayed).await;
+    testkit::produce(&stack.brokers, &topic.name, &later).await;
+    let mut replay = config(&stack, &sink.url());
+    replay.topic = topic;
+    replay.sweep_interval = Duration::ZERO;
     let (notifier, _) = start(replay).await;
-    let again = book(&stack, &event, &token, 1, "tok_visa").await;
-    until_status(&stack, again, "rex", "confirmed").await;
-    // The new booking's message proves the replay went past the old one.
     until_log(&stack, &[("sent", 2)]).await;
     let mails = sink.wait_for(2, PATIENCE).await;
     assert_eq!(mails.len(), 2, "the replayed fact was not sent again");
+    assert_eq!(announced(&mails[1], second), 2);
 
     // On purpose: the same message again.
-    assert_eq!(notifier::log::resend(&ctx.log, booking).await.unwrap(), 1);
+    assert_eq!(notifier::log::resend(&ctx.log, first).await.unwrap(), 1);
     let mails = sink.wait_for(3, PATIENCE).await;
     assert_eq!(mails[2].message_id, mails[0].message_id);
     assert_eq!(mails[2].subject, mails[0].subject);
     until_log(&stack, &[("sent", 2)]).await;
+    notifier.stop().await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn facts_from_before_the_first_run_are_history_and_not_mailed() {
+    let stack = Stack::start().await;
+    let sink = SmtpSink::start().await;
+    let location = stack.location("Olympia", 50).await;
+    let event = stack.event(&event_body(&location)).await.id();
+    let token = customer_with("old", None, Some("old@example.com"));
+    // Confirmed before any notifier ran.
+    let booking = book(&stack, &event, &token, 1, "tok_visa").await;
+    until_status(&stack, booking, "old", "confirmed").await;
+    stack.published().await;
+
+    let (notifier, _) = start(config(&stack, &sink.url())).await;
+    let cancel = stack
+        .command(
+            &format!("/v1/bookings/{booking}/cancel"),
+            &token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(cancel.status, StatusCode::ACCEPTED, "{}", cancel.body);
+    // The refund is news; the confirmation, read with it from the store, is not.
+    until_log(&stack, &[("sent", 1)]).await;
+    let mails = sink.wait_for(1, PATIENCE).await;
+    assert_eq!(mails.len(), 1);
+    assert_eq!(
+        mails[0].subject,
+        "Your booking for Jazz night is cancelled and refunded"
+    );
+    assert_eq!(announced(&mails[0], booking), 4);
     notifier.stop().await;
     stack.stop().await;
 }
@@ -737,6 +787,51 @@ async fn a_broker_that_restarts_empty_loses_no_mail_and_repeats_none() {
         };
         assert_eq!(announced(mail, *booking), 2);
     }
+    notifier.stop().await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_customer_whose_mail_keeps_failing_holds_up_nobody_else() {
+    let stack = Stack::start().await;
+    let sink = SmtpSink::start().await;
+    let (notifier, _) = start(config(&stack, &sink.url())).await;
+    let location = stack.location("Olympia", 50).await;
+    let event = stack.event(&event_body(&location)).await.id();
+    // 451 for this one, every time; then a slow server for that one.
+    let deferred = customer_with("dee", None, Some("defer.dee@example.com"));
+    let slow = customer_with("sid", None, Some("slow.sid@example.com"));
+    let first = book(&stack, &event, &deferred, 1, "tok_visa").await;
+    let second = book(&stack, &event, &slow, 1, "tok_visa").await;
+    until_status(&stack, first, "dee", "confirmed").await;
+    until_status(&stack, second, "sid", "confirmed").await;
+    // While sid's answer takes seconds and dee's keeps failing, the others go out.
+    let others: Vec<Uuid> = {
+        let mut others = Vec::new();
+        for user in ["fay", "gus", "hal"] {
+            let token = customer_with(user, None, Some(&format!("{user}@example.com")));
+            others.push(book(&stack, &event, &token, 1, "tok_visa").await);
+        }
+        others
+    };
+    eventually(PATIENCE, "the others' messages", || async {
+        let mails = sink.messages();
+        ["fay", "gus", "hal"]
+            .iter()
+            .all(|u| to(&mails, &format!("{u}@example.com")).len() == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(others.len(), 3);
+    let (status, attempts): (String, i32) =
+        sqlx::query_as("SELECT status, attempts FROM notifier.notifications WHERE booking_id = $1")
+            .bind(first)
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "pending", "a 451 is tried again, not given up on");
+    assert!(attempts >= 1);
+    until_log(&stack, &[("sent", 4), ("pending", 1)]).await;
     notifier.stop().await;
     stack.stop().await;
 }

@@ -2,7 +2,7 @@
 //! test on a free loopback port, writing every message it accepts as an `.eml` file to
 //! a folder of its own. A recipient whose local part starts with `reject` is refused
 //! with 550 (permanent), one starting with `defer` with 451 (temporary); a message to
-//! one starting with `slow` is written at once and answered 250 two seconds later. `scripts/test`
+//! one starting with `slow` is written at once and answered 250 three seconds later. `scripts/test`
 //! installs aiosmtpd and exports `BOXOFFICE_SMTP_PYTHON` (the venv's python) and
 //! `BOXOFFICE_SMTP_SINK` (the script); without them the venv of
 //! `ensure_aiosmtpd_installed` (`.local/aiosmtpd/venv`) and the repository's script
