@@ -49,7 +49,8 @@ pub struct SmtpConfig {
     /// `SMTP_URL`: `smtp://[user:pass@]host:port` (STARTTLS when the server offers it;
     /// `?tls=required` insists, `?tls=none` never tries), or `smtps://` (TLS on connect).
     pub url: String,
-    /// `SMTP_TIMEOUT_MS` (default 10 000): one SMTP command's longest wait.
+    /// `SMTP_TIMEOUT_MS` (default 10 000): the longest one message's SMTP exchange may
+    /// take (connect, commands, data, answer); then it is a temporary failure.
     pub timeout: Duration,
     /// `SMTP_POOL_SIZE` (default 8): connections kept open to the server, at most.
     pub pool_size: u32,
@@ -129,7 +130,8 @@ pub struct Settings {
     /// The sender of every message (required), e.g. "boxoffice <tickets@example.com>".
     #[arg(long, env = "MAIL_FROM", value_parser = empty_is_unset::<String>())]
     pub mail_from: Option<String>,
-    /// One SMTP command's longest wait, in milliseconds.
+    /// The longest one message's SMTP exchange may take, in milliseconds (then it is a
+    /// temporary failure, tried again).
     #[arg(long, env = "SMTP_TIMEOUT_MS", default_value_t = 10_000, value_parser = empty_is_unset::<u64>())]
     pub smtp_timeout_ms: u64,
     /// Connections kept open to the SMTP server, at most.

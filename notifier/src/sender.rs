@@ -2,11 +2,15 @@
 //! store (the booking's facts, its event, the contact opened with the user's key),
 //! hands it to the SMTP server, and records how it ended.
 //!
-//! A notification is taken with a lease (`NOTIFIER_LEASE_MS`), sent, then recorded. A
+//! A notification is claimed with a lease (`NOTIFIER_LEASE_MS`) only when one of the
+//! `NOTIFIER_CONCURRENCY` slots is free to send it at once; the whole SMTP exchange is
+//! bounded by `SMTP_TIMEOUT_MS`, well within the lease. The record of its end is fenced
+//! by the attempt: a sender whose lease ran out records nothing over another's. A
 //! sender that dies between the SMTP server's answer and that record leaves the lease
 //! to run out; the notification is then sent again, with the same `Message-ID`: at most
-//! one resend per crash, recognisable as the same message. Each notification waits for
-//! its own next attempt, so one customer's failing mail holds up nobody else's.
+//! one resend per crash, of the messages in flight then. Each notification waits for
+//! its own next attempt, and a slow one holds one slot: one customer's failing mail
+//! holds up nobody else's.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -67,9 +67,15 @@ pub enum Outcome {
 pub async fn send(transport: &Transport, message: Message) -> Outcome {
     match transport.send(message).await {
         Ok(_) => Outcome::Accepted,
-        Err(err) if err.is_permanent() => Outcome::Permanent(mask_addresses(&err.to_string())),
-        Err(err) => Outcome::Temporary(mask_addresses(&err.to_string())),
+        Err(err) if err.is_permanent() => Outcome::Permanent(answer(&err)),
+        Err(err) => Outcome::Temporary(answer(&err)),
     }
+}
+
+/// What the log keeps of a failure: the answer, addresses masked, at most 300
+/// characters.
+fn answer(err: &lettre::transport::smtp::Error) -> String {
+    mask_addresses(&err.to_string()).chars().take(300).collect()
 }
 
 /// `text` with every e-mail address in it replaced by `<address>`: an SMTP answer
