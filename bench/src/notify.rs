@@ -116,7 +116,7 @@ async fn measure(args: &Args, url: &str) -> anyhow::Result<()> {
     let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64().max(f64::EPSILON);
     let target = rate(args.bookings, elapsed);
     println!(
-        "  notifier                 {target:>8.0} messages/s  ({} in {:.2} s; all taken in from Kafka after {:.2} s)",
+        "  notifier                 {target:>8.0} messages/s  ({} in {:.2} s; all taken in after {:.2} s)",
         args.bookings,
         elapsed.as_secs_f64(),
         taken.as_secs_f64()
