@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use platform::cloudevents::Attributes;
-use platform::kafka::{client_config, ensure_topic, KafkaLogs, WireEvent};
+use platform::kafka::{batch_consumer, commit_list, wait_for_topic, KafkaLogs, WireEvent};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
@@ -48,7 +48,16 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         match ended {
             Ended::Shutdown => return,
             Ended::Stalled => {}
-            Ended::BrokerAway => wait_for_broker(&ctx, &shutdown).await,
+            Ended::BrokerAway => {
+                let config = &ctx.config;
+                wait_for_topic(
+                    &config.kafka_brokers,
+                    &config.kafka_security,
+                    &config.topic,
+                    &shutdown,
+                )
+                .await
+            }
         }
     }
 }
@@ -60,21 +69,13 @@ enum Ended {
 }
 
 fn create(ctx: &Context) -> anyhow::Result<StreamConsumer<KafkaLogs>> {
-    let consumer: StreamConsumer<KafkaLogs> =
-        client_config(&ctx.config.kafka_brokers, &ctx.config.kafka_security)
-            .set("group.id", &ctx.config.group)
-            .set("enable.auto.commit", "false")
-            // A new group reads everything: what was taken in already is skipped.
-            .set("auto.offset.reset", "earliest")
-            .set(
-                "fetch.wait.max.ms",
-                ctx.config.fetch_wait.as_millis().to_string(),
-            )
-            .set("topic.metadata.refresh.interval.ms", "5000")
-            .set("session.timeout.ms", "10000")
-            .create_with_context(KafkaLogs)?;
-    consumer.subscribe(&[&ctx.config.topic.name])?;
-    Ok(consumer)
+    batch_consumer(
+        &ctx.config.kafka_brokers,
+        &ctx.config.kafka_security,
+        &ctx.config.group,
+        &ctx.config.topic.name,
+        ctx.config.fetch_wait,
+    )
 }
 
 async fn consume(
@@ -122,8 +123,10 @@ async fn consume(
         if !take_in_until_done(ctx, &batch.events, shutdown).await {
             return Ended::Shutdown; // not committed: redelivered
         }
-        if let Err(err) = consumer.commit(&batch.offsets(&ctx.config.topic.name), CommitMode::Async)
-        {
+        if let Err(err) = consumer.commit(
+            &commit_list(&ctx.config.topic.name, &batch.next_offsets),
+            CommitMode::Async,
+        ) {
             tracing::warn!(cause = %err, "cannot commit offsets");
         }
     }
@@ -169,27 +172,6 @@ async fn take_in_until_done(
     }
 }
 
-async fn wait_for_broker(ctx: &Context, shutdown: &CancellationToken) {
-    let mut pause = Duration::from_millis(250);
-    loop {
-        if ensure_topic(
-            &ctx.config.kafka_brokers,
-            &ctx.config.kafka_security,
-            &ctx.config.topic,
-        )
-        .await
-        .is_ok()
-        {
-            return;
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(pause) => {}
-        }
-        pause = (pause * 2).min(Duration::from_secs(5));
-    }
-}
-
 /// Messages taken together, and the offsets to commit once they are taken in.
 #[derive(Default)]
 struct Batch {
@@ -216,13 +198,5 @@ impl Batch {
                 "a message that is not a stored event; skipped"
             ),
         }
-    }
-
-    fn offsets(&self, topic: &str) -> TopicPartitionList {
-        let mut list = TopicPartitionList::new();
-        for (partition, offset) in &self.next_offsets {
-            let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
-        }
-        list
     }
 }

@@ -390,6 +390,67 @@ pub async fn ensure_topic(
     Ok(())
 }
 
+/// Waits until the broker answers again (creating the topic if it lost it), or until
+/// `shutdown`: what a consumer does after the broker went away.
+pub async fn wait_for_topic(
+    brokers: &str,
+    security: &KafkaSecurity,
+    topic: &TopicSpec,
+    shutdown: &tokio_util::sync::CancellationToken,
+) {
+    let mut pause = Duration::from_millis(250);
+    loop {
+        if ensure_topic(brokers, security, topic).await.is_ok() {
+            return;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// A consumer in `group`, subscribed to `topic`, for a reader that applies what it
+/// consumes in its own transaction and only then commits the offsets: no auto-commit;
+/// a new group (or one whose offsets the broker lost) reads from the start, duplicates
+/// being skipped by the reader; `fetch_wait` bounds how long a fetch waits (tansu
+/// answers only at this limit); a recreated topic (a broker that lost its data) is
+/// noticed within seconds.
+pub fn batch_consumer(
+    brokers: &str,
+    security: &KafkaSecurity,
+    group: &str,
+    topic: &str,
+    fetch_wait: Duration,
+) -> anyhow::Result<rdkafka::consumer::StreamConsumer<KafkaLogs>> {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::StreamConsumer<KafkaLogs> = client_config(brokers, security)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", fetch_wait.as_millis().to_string())
+        .set("topic.metadata.refresh.interval.ms", "5000")
+        .set("session.timeout.ms", "10000")
+        .create_with_context(KafkaLogs)?;
+    consumer.subscribe(&[topic])?;
+    Ok(consumer)
+}
+
+/// The offsets to commit after a batch: for each partition, the offset after the last
+/// message taken.
+pub fn commit_list(
+    topic: &str,
+    next_offsets: &std::collections::BTreeMap<i32, i64>,
+) -> rdkafka::TopicPartitionList {
+    let mut list = rdkafka::TopicPartitionList::new();
+    for (partition, offset) in next_offsets {
+        // Partitions and offsets come from the broker; adding them cannot fail.
+        let _ = list.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*offset));
+    }
+    list
+}
+
 /// How many partitions `topic` has, asking the broker (blocking, up to `timeout`).
 /// Errors when the broker does not answer or does not know the topic.
 pub fn partition_count<C: ClientContext>(

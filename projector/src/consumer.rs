@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use platform::cloudevents::Attributes;
-use platform::kafka::{client_config, ensure_topic, KafkaLogs, WireEvent};
+use platform::kafka::{batch_consumer, commit_list, wait_for_topic, KafkaLogs, WireEvent};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
@@ -35,7 +35,16 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         match ended {
             Ended::Shutdown => break,
             Ended::Stalled => {}
-            Ended::BrokerAway => wait_for_broker(&ctx, &shutdown).await,
+            Ended::BrokerAway => {
+                let config = &ctx.config;
+                wait_for_topic(
+                    &config.kafka_brokers,
+                    &config.kafka_security,
+                    &config.topic,
+                    &shutdown,
+                )
+                .await
+            }
         }
     }
     tracing::info!("consumer stopped");
@@ -111,33 +120,13 @@ async fn consume(
             // Shutting down: the batch is not committed and will be redelivered.
             return Ended::Shutdown;
         }
-        if let Err(err) = consumer.commit(&batch.offsets(&ctx.config.topic.name), CommitMode::Async)
-        {
+        if let Err(err) = consumer.commit(
+            &commit_list(&ctx.config.topic.name, &batch.next_offsets),
+            CommitMode::Async,
+        ) {
             // The next commit covers these offsets; at worst they are redelivered.
             tracing::warn!(cause = %err, "cannot commit offsets");
         }
-    }
-}
-
-/// Waits until the broker answers (creating the topic if it lost it), or shutdown.
-async fn wait_for_broker(ctx: &Context, shutdown: &CancellationToken) {
-    let mut pause = Duration::from_millis(250);
-    loop {
-        if ensure_topic(
-            &ctx.config.kafka_brokers,
-            &ctx.config.kafka_security,
-            &ctx.config.topic,
-        )
-        .await
-        .is_ok()
-        {
-            return;
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(pause) => {}
-        }
-        pause = (pause * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -164,24 +153,13 @@ async fn connect(ctx: &Context, shutdown: &CancellationToken) -> Option<StreamCo
 }
 
 fn create(ctx: &Context) -> anyhow::Result<StreamConsumer<KafkaLogs>> {
-    let consumer: StreamConsumer<KafkaLogs> =
-        client_config(&ctx.config.kafka_brokers, &ctx.config.kafka_security)
-            .set("group.id", &ctx.config.group)
-            .set("enable.auto.commit", "false")
-            // A new group, or one whose offsets the broker lost, reads from the start:
-            // everything on the topic is applied, duplicates are skipped.
-            .set("auto.offset.reset", "earliest")
-            // How long a fetch may wait for messages (see `PROJECTOR_FETCH_WAIT_MS`).
-            .set(
-                "fetch.wait.max.ms",
-                ctx.config.fetch_wait.as_millis().to_string(),
-            )
-            // Notice a topic recreated (a broker that lost its data) within seconds.
-            .set("topic.metadata.refresh.interval.ms", "5000")
-            .set("session.timeout.ms", "10000")
-            .create_with_context(KafkaLogs)?;
-    consumer.subscribe(&[&ctx.config.topic.name])?;
-    Ok(consumer)
+    batch_consumer(
+        &ctx.config.kafka_brokers,
+        &ctx.config.kafka_security,
+        &ctx.config.group,
+        &ctx.config.topic.name,
+        ctx.config.fetch_wait,
+    )
 }
 
 /// Applies `events` in one transaction, retrying on failure until it works. Returns
@@ -302,14 +280,5 @@ impl Batch {
 
     fn len(&self) -> usize {
         self.events.len()
-    }
-
-    fn offsets(&self, topic: &str) -> TopicPartitionList {
-        let mut list = TopicPartitionList::new();
-        for (partition, offset) in &self.next_offsets {
-            // Partitions and offsets come from the broker; adding them cannot fail.
-            let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
-        }
-        list
     }
 }
