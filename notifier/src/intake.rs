@@ -60,8 +60,6 @@ pub fn decode(event: &WireEvent) -> anyhow::Result<BookingFact> {
 pub struct Intake {
     /// Facts taken in for the first time (gap fills included).
     pub facts: u64,
-    /// Of which filled from the store, Kafka having skipped them.
-    pub filled: u64,
     /// Notifications recorded.
     pub notifications: u64,
 }
@@ -141,7 +139,6 @@ pub async fn take_in(
                     .store
                     .stream("booking", *id, stream.sequence, event.sequence - 1)
                     .await?;
-                intake.filled += next.len() as u64;
                 late.extend(late_news(ctx, next.iter().map(|e| e.position).collect()).await?);
             }
             next.push((*event).clone());
