@@ -7,13 +7,13 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use e2e::*;
-use platform::auth::{Claims, Jwt, Role};
-use reqwest::StatusCode;
-use serde_json::json;
 use testkit::smtp::{Mail, SmtpSink};
-use testkit::{eventually, roles, JWT_SECRET};
+use testkit::{eventually, roles};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
+
+mod common;
+use common::*;
 
 const PATIENCE: Duration = Duration::from_secs(90);
 /// Messages in flight at once in the notifier under test.
@@ -89,24 +89,6 @@ impl Notifier {
     }
 }
 
-fn customer_with_email(user: &str, email: &str) -> String {
-    let mut claims = Claims::new(user, Role::Customer, Duration::from_secs(600));
-    claims.email = Some(email.to_owned());
-    Jwt::new(JWT_SECRET).sign(claims)
-}
-
-async fn book(stack: &Stack, event: &str, user: &str, email: &str) -> Uuid {
-    let answer = stack
-        .command(
-            &format!("/v1/events/{event}/bookings"),
-            &customer_with_email(user, email),
-            &json!({"seats": 1, "card_token": "tok_visa"}),
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
-    answer.id().parse().unwrap()
-}
-
 async fn sent(stack: &Stack) -> i64 {
     stack
         .db
@@ -130,15 +112,15 @@ async fn killed_mid_stream_the_notifier_loses_nothing() {
     let sink = SmtpSink::start().await;
     let mut notifier = Notifier::new(&stack, &sink);
     notifier.start().await;
-    let location = stack.location("Olympia", 100).await;
-    let event = stack.event(&event_body(&location)).await.id();
+    let event = jazz_night(&stack).await;
     // Bookings keep coming while the notifier is killed, once some messages have gone
     // out (watched closely: they go fast), and come back.
     let booked = async {
         let mut bookings = Vec::new();
         for n in 0..BOOKINGS {
             let user = format!("fan{n}");
-            bookings.push(book(&stack, &event, &user, &format!("{user}@example.com")).await);
+            let token = customer_with(&user, None, Some(&format!("{user}@example.com")));
+            bookings.push(book(&stack, &event, &token, 1, "tok_visa").await);
         }
         bookings
     };
@@ -190,10 +172,10 @@ async fn a_crash_between_the_smtp_answer_and_the_log_resends_once_with_the_same_
     let sink = SmtpSink::start().await;
     let mut notifier = Notifier::new(&stack, &sink);
     notifier.start().await;
-    let location = stack.location("Olympia", 100).await;
-    let event = stack.event(&event_body(&location)).await.id();
+    let event = jazz_night(&stack).await;
     // The sink writes this message at once and answers 250 three seconds later.
-    let booking = book(&stack, &event, "sam", "slow.sam@example.com").await;
+    let token = customer_with("sam", None, Some("slow.sam@example.com"));
+    let booking = book(&stack, &event, &token, 1, "tok_visa").await;
     sink.wait_for(1, PATIENCE).await;
     // The log may not record the answer yet.
     let mut blocker = stack.db.connect().await;

@@ -9,24 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use e2e::*;
-use platform::auth::{Claims, Jwt, Role};
 use reqwest::StatusCode;
 use serde_json::json;
 use testkit::service::{serve, Running};
 use testkit::smtp::{Mail, SmtpSink};
-use testkit::{eventually, roles, JWT_SECRET};
+use testkit::{eventually, roles};
 use uuid::Uuid;
+
+mod common;
+use common::*;
 
 /// Long enough for a saga and a retry or two on this machine.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// A customer token with the contact claims given.
-fn customer_with(user: &str, name: Option<&str>, email: Option<&str>) -> String {
-    let mut claims = Claims::new(user, Role::Customer, Duration::from_secs(600));
-    claims.name = name.map(str::to_owned);
-    claims.email = email.map(str::to_owned);
-    Jwt::new(JWT_SECRET).sign(claims)
-}
 
 /// The notifier's configuration for `stack`, sending to `smtp`: its own login, its own
 /// consumer group, quick retries.
@@ -54,31 +48,6 @@ async fn start(config: notifier::Config) -> (Running, Arc<notifier::Context>) {
         .expect("notifier");
     let ctx = app.context();
     (serve(|l, s| app.run(l, s)).await, ctx)
-}
-
-/// Books `seats` of `event` for the holder of `token`; returns the booking's id.
-async fn book(stack: &Stack, event: &str, token: &str, seats: u32, card: &str) -> Uuid {
-    let answer = stack
-        .command(
-            &format!("/v1/events/{event}/bookings"),
-            token,
-            &json!({"seats": seats, "card_token": card}),
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
-    answer.id().parse().expect("a booking id")
-}
-
-/// Waits until the query API shows `booking` with `status`.
-async fn until_status(stack: &Stack, booking: Uuid, user: &str, status: &str) {
-    stack
-        .eventually(
-            &format!("/v1/bookings/{booking}"),
-            &customer(user),
-            &format!("booking {booking} to be {status}"),
-            |a| a.status == StatusCode::OK && a.body["status"] == status,
-        )
-        .await;
 }
 
 /// The sent log's rows by status.
@@ -360,16 +329,12 @@ async fn mail_waits_while_the_smtp_server_is_down_and_arrives_once_when_it_is_ba
     let mut sink = SmtpSink::start().await;
     sink.stop().await;
     let (notifier, _) = start(config(&stack, &sink.url())).await;
-    let location = stack.location("Olympia", 50).await;
-    let event = stack.event(&event_body(&location)).await.id();
+    let event = jazz_night(&stack).await;
+    // Bookings do not wait for mail.
     let mut bookings = Vec::new();
     for user in ["ann", "ben", "col"] {
-        let token = customer_with(user, None, Some(&format!("{user}@example.com")));
-        bookings.push((user, book(&stack, &event, &token, 1, "tok_visa").await));
-    }
-    // Bookings do not wait for mail.
-    for (user, booking) in &bookings {
-        until_status(&stack, *booking, user, "confirmed").await;
+        let email = format!("{user}@example.com");
+        bookings.push((user, confirmed_booking(&stack, &event, user, &email).await));
     }
     // The notifier tried, failed for now, and will try again.
     eventually(PATIENCE, "failed attempts", || async {
@@ -414,8 +379,7 @@ async fn an_erased_user_gets_no_mail_not_even_for_facts_in_flight() {
     // Mail cannot go out yet: the notifications are in flight when the user is erased.
     sink.stop().await;
     let (notifier, _) = start(config(&stack, &sink.url())).await;
-    let location = stack.location("Olympia", 50).await;
-    let event = stack.event(&event_body(&location)).await.id();
+    let event = jazz_night(&stack).await;
     let zoe = customer_with("zoe", Some("Zoe"), Some("zoe@example.com"));
     let kept = customer_with("kim", Some("Kim"), Some("kim@example.com"));
     let first = book(&stack, &event, &zoe, 1, "tok_visa").await;
@@ -453,8 +417,7 @@ async fn a_customer_without_an_address_gets_nothing_and_it_is_counted() {
     let stack = Stack::start().await;
     let sink = SmtpSink::start().await;
     let (notifier, _) = start(config(&stack, &sink.url())).await;
-    let location = stack.location("Olympia", 50).await;
-    let event = stack.event(&event_body(&location)).await.id();
+    let event = jazz_night(&stack).await;
     // A name but no e-mail claim, and no contact claims at all.
     let named = customer_with("nora", Some("Nora"), None);
     let bare = customer("otto");
@@ -482,14 +445,9 @@ async fn a_refused_message_is_parked_listed_and_can_be_retried() {
     let stack = Stack::start().await;
     let sink = SmtpSink::start().await;
     let (notifier, ctx) = start(config(&stack, &sink.url())).await;
-    let location = stack.location("Olympia", 50).await;
-    let event = stack.event(&event_body(&location)).await.id();
-    let gone = customer_with("gil", None, Some("reject.gil@example.com"));
-    let fine = customer_with("fay", None, Some("fay@example.com"));
-    let refused = book(&stack, &event, &gone, 1, "tok_visa").await;
-    let delivered = book(&stack, &event, &fine, 1, "tok_visa").await;
-    until_status(&stack, refused, "gil", "confirmed").await;
-    until_status(&stack, delivered, "fay", "confirmed").await;
+    let event = jazz_night(&stack).await;
+    let refused = confirmed_booking(&stack, &event, "gil", "reject.gil@example.com").await;
+    confirmed_booking(&stack, &event, "fay", "fay@example.com").await;
     // A 550 is not tried again and again: parked at the first answer.
     until_log(&stack, &[("parked", 1), ("sent", 1)]).await;
     let status = notifier::log::status(&ctx.log).await.unwrap();
@@ -539,15 +497,11 @@ async fn replaying_the_topic_sends_nothing_twice_and_a_resend_is_the_same_messag
     let stack = Stack::start().await;
     let sink = SmtpSink::start().await;
     let (notifier, ctx) = start(config(&stack, &sink.url())).await;
-    let location = stack.location("Olympia", 50).await;
-    let event = stack.event(&event_body(&location)).await.id();
-    let token = customer_with("rex", None, Some("rex@example.com"));
-    let first = book(&stack, &event, &token, 1, "tok_visa").await;
-    until_status(&stack, first, "rex", "confirmed").await;
+    let event = jazz_night(&stack).await;
+    let first = confirmed_booking(&stack, &event, "rex", "rex@example.com").await;
     until_log(&stack, &[("sent", 1)]).await;
     notifier.stop().await;
-    let second = book(&stack, &event, &token, 1, "tok_visa").await;
-    until_status(&stack, second, "rex", "confirmed").await;
+    let second = confirmed_booking(&stack, &event, "rex", "rex@example.com").await;
     stack.published().await;
 
     // A notifier of a new consumer group, on a topic of one partition where the whole
@@ -589,12 +543,10 @@ async fn replaying_the_topic_sends_nothing_twice_and_a_resend_is_the_same_messag
 async fn facts_from_before_the_first_run_are_history_and_not_mailed() {
     let stack = Stack::start().await;
     let sink = SmtpSink::start().await;
-    let location = stack.location("Olympia", 50).await;
-    let event = stack.event(&event_body(&location)).await.id();
-    let token = customer_with("old", None, Some("old@example.com"));
+    let event = jazz_night(&stack).await;
     // Confirmed before any notifier ran.
-    let booking = book(&stack, &event, &token, 1, "tok_visa").await;
-    until_status(&stack, booking, "old", "confirmed").await;
+    let booking = confirmed_booking(&stack, &event, "old", "old@example.com").await;
+    let token = customer_with("old", None, Some("old@example.com"));
     stack.published().await;
 
     let (notifier, _) = start(config(&stack, &sink.url())).await;
@@ -634,11 +586,9 @@ async fn facts_kafka_skipped_are_filled_from_the_store() {
     config.sweep_interval = Duration::ZERO;
     let (notifier, _) = start(config).await;
 
-    let location = stack.location("Olympia", 50).await;
-    let event = stack.event(&event_body(&location)).await.id();
+    let event = jazz_night(&stack).await;
+    let booking = confirmed_booking(&stack, &event, "una", "una@example.com").await;
     let token = customer_with("una", None, Some("una@example.com"));
-    let booking = book(&stack, &event, &token, 1, "tok_visa").await;
-    until_status(&stack, booking, "una", "confirmed").await;
     let cancel = stack
         .command(
             &format!("/v1/bookings/{booking}/cancel"),
@@ -691,8 +641,7 @@ async fn facts_kafka_skipped_are_filled_from_the_store() {
     // Delivered again, the same facts change nothing; a later booking's confirmation,
     // behind them on the partition, shows they were read.
     testkit::produce(&stack.brokers, &topic.name, &facts).await;
-    let later = book(&stack, &event, &token, 1, "tok_visa").await;
-    until_status(&stack, later, "una", "confirmed").await;
+    let later = confirmed_booking(&stack, &event, "una", "una@example.com").await;
     stack.published().await;
     let later_facts: Vec<_> = testkit::read_topic(&stack.brokers, &stack.relay_topic)
         .await
@@ -719,16 +668,12 @@ async fn a_fact_kafka_never_brought_is_found_by_the_sweep() {
     let mut config = config(&stack, &sink.url());
     config.topic = topic;
     let (notifier, _) = start(config).await;
-    let location = stack.location("Olympia", 50).await;
-    let event = stack.event(&event_body(&location)).await.id();
-    let token = customer_with("vic", None, Some("vic@example.com"));
-    let booking = book(&stack, &event, &token, 1, "tok_visa").await;
-    until_status(&stack, booking, "vic", "confirmed").await;
+    let event = jazz_night(&stack).await;
+    let booking = confirmed_booking(&stack, &event, "vic", "vic@example.com").await;
     until_log(&stack, &[("sent", 1)]).await;
-    assert_eq!(
-        sink.wait_for(1, PATIENCE).await[0].delivered_to,
-        ["vic@example.com"]
-    );
+    let mails = sink.wait_for(1, PATIENCE).await;
+    assert_eq!(mails[0].delivered_to, ["vic@example.com"]);
+    assert_eq!(announced(&mails[0], booking), 2);
     assert!(
         metric(
             &stack,
@@ -753,17 +698,11 @@ async fn a_broker_that_restarts_empty_loses_no_mail_and_repeats_none() {
     let sink = SmtpSink::start().await;
     let settings = config(&stack, &sink.url());
     let (notifier, _) = start(settings.clone()).await;
-    let location = stack.location("Olympia", 50).await;
-    let event = stack.event(&event_body(&location)).await.id();
+    let event = jazz_night(&stack).await;
     let mut bookings = Vec::new();
     let book_one = |user: &'static str| {
-        let token = customer_with(user, None, Some(&format!("{user}@example.com")));
         let (stack, event) = (&stack, &event);
-        async move {
-            let booking = book(stack, event, &token, 1, "tok_visa").await;
-            until_status(stack, booking, user, "confirmed").await;
-            booking
-        }
+        async move { confirmed_booking(stack, event, user, &format!("{user}@example.com")).await }
     };
     bookings.push(book_one("ann").await);
     until_log(&stack, &[("sent", 1)]).await;
@@ -796,24 +735,15 @@ async fn a_customer_whose_mail_keeps_failing_holds_up_nobody_else() {
     let stack = Stack::start().await;
     let sink = SmtpSink::start().await;
     let (notifier, _) = start(config(&stack, &sink.url())).await;
-    let location = stack.location("Olympia", 50).await;
-    let event = stack.event(&event_body(&location)).await.id();
+    let event = jazz_night(&stack).await;
     // 451 for this one, every time; then a slow server for that one.
-    let deferred = customer_with("dee", None, Some("defer.dee@example.com"));
-    let slow = customer_with("sid", None, Some("slow.sid@example.com"));
-    let first = book(&stack, &event, &deferred, 1, "tok_visa").await;
-    let second = book(&stack, &event, &slow, 1, "tok_visa").await;
-    until_status(&stack, first, "dee", "confirmed").await;
-    until_status(&stack, second, "sid", "confirmed").await;
+    let first = confirmed_booking(&stack, &event, "dee", "defer.dee@example.com").await;
+    confirmed_booking(&stack, &event, "sid", "slow.sid@example.com").await;
     // While sid's answer takes seconds and dee's keeps failing, the others go out.
-    let others: Vec<Uuid> = {
-        let mut others = Vec::new();
-        for user in ["fay", "gus", "hal"] {
-            let token = customer_with(user, None, Some(&format!("{user}@example.com")));
-            others.push(book(&stack, &event, &token, 1, "tok_visa").await);
-        }
-        others
-    };
+    for user in ["fay", "gus", "hal"] {
+        let token = customer_with(user, None, Some(&format!("{user}@example.com")));
+        book(&stack, &event, &token, 1, "tok_visa").await;
+    }
     eventually(PATIENCE, "the others' messages", || async {
         let mails = sink.messages();
         ["fay", "gus", "hal"]
@@ -822,7 +752,6 @@ async fn a_customer_whose_mail_keeps_failing_holds_up_nobody_else() {
             .then_some(())
     })
     .await;
-    assert_eq!(others.len(), 3);
     let (status, attempts): (String, i32) =
         sqlx::query_as("SELECT status, attempts FROM notifier.notifications WHERE booking_id = $1")
             .bind(first)
