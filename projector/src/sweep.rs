@@ -1,8 +1,8 @@
 //! The sweep: the read models converge to the event store, whatever Kafka delivered.
 //!
 //! Every `PROJECTOR_SWEEP_MS` the projector walks the store from where the last sweep
-//! stopped, in `(transaction_id, position)` order up to the oldest transaction still
-//! running (see [`crate::store`]), and applies what the read models lack. In normal
+//! stopped, in `(transaction_id, position)` order up to the oldest transaction that
+//! may still add events (see [`crate::store`]), and applies what the read models lack. In normal
 //! operation that is nothing: Kafka was faster. It matters when the broker lost
 //! messages (a broker restarted empty), or a stream's last event never arrived, which
 //! no later message would reveal as a gap. One projector process sweeps at a time.

@@ -4,7 +4,7 @@
 //! Positions are taken at insert time and transactions commit in any order, so a reader
 //! walking by position alone could pass a position whose transaction commits later.
 //! Walking by `(transaction_id, position)` and stopping before the oldest transaction
-//! still running ([`EventStore::final_after`]) cannot: every transaction older than that
+//! that may still add events ([`horizon`], [`EventStore::final_after`]) cannot: every transaction older than that
 //! has ended, so nothing can appear behind the cursor any more. A stream's events are in
 //! sequence order in that walk too: the transaction appending sequence n+1 had to read
 //! n committed first, so it got its transaction id after n's.
@@ -28,6 +28,40 @@ pub struct Cursor {
 /// Which fact versions a build reads: `(event_type, event_version) -> bool`.
 pub type Reads = fn(&str, &str) -> bool;
 
+/// The oldest transaction that may still add events to the store behind `pool`, as an
+/// `xid8` number: every transaction before it has ended, or runs in another database.
+///
+/// Transaction ids are server-wide, so the oldest transaction running on the server may
+/// belong to another database on it (a long rebuild of read models kept there, another
+/// application's session left open). It cannot add events here, yet counting it would
+/// hold back every reader of this store for as long as it runs. So the snapshot's running
+/// transactions are looked at one by one: one that has ended since is left out (the
+/// reader's next statement sees its events), and so is one whose session is connected
+/// to another database. Any other counts (a prepared transaction, one ending while this
+/// looks), which at worst makes a reader wait for its next round.
+///
+/// The snapshot is taken first, in a statement of its own: a transaction it lists as
+/// running had its session before the sessions are read, so a later session that
+/// reuses the process id in another database cannot stand in for it.
+pub async fn horizon(pool: &PgPool) -> sqlx::Result<i64> {
+    let snapshot = sqlx::query_scalar!(r#"SELECT pg_current_snapshot()::text AS "snapshot!""#)
+        .fetch_one(pool)
+        .await?;
+    sqlx::query_scalar!(
+        r#"SELECT (coalesce(min(running), pg_snapshot_xmax($1::text::pg_snapshot))::text)::bigint AS "horizon!"
+             FROM pg_snapshot_xip($1::text::pg_snapshot) running
+            WHERE pg_xact_status(running) = 'in progress'
+              AND (running::text)::bigint % 4294967296 NOT IN (
+                  SELECT (held.transactionid::text)::bigint
+                    FROM pg_locks held JOIN pg_stat_activity session ON session.pid = held.pid
+                   WHERE held.locktype = 'transactionid' AND held.mode = 'ExclusiveLock'
+                     AND held.granted AND session.datname <> current_database())"#,
+        snapshot
+    )
+    .fetch_one(pool)
+    .await
+}
+
 /// The event store, read-only.
 #[derive(Clone)]
 pub struct EventStore {
@@ -37,9 +71,6 @@ pub struct EventStore {
     /// narrower one.
     pub reads: Reads,
 }
-
-const COLUMNS: &str = "(transaction_id::text)::bigint AS transaction_id, position, aggregate_type,
-                       aggregate_id, sequence, event_type, event_version, payload, metadata";
 
 fn wire(row: &PgRow) -> sqlx::Result<(Cursor, WireEvent)> {
     Ok((
@@ -109,7 +140,9 @@ impl EventStore {
         aggregate_types: &[&str],
         limit: i64,
     ) -> sqlx::Result<Vec<(Cursor, WireEvent)>> {
-        self.after(cursor, aggregate_types, limit, true).await
+        let horizon = horizon(&self.pool).await?;
+        self.after(cursor, aggregate_types, limit, Some(horizon))
+            .await
     }
 
     /// Up to `limit` events of `aggregate_types` after `cursor` that are visible now,
@@ -120,7 +153,7 @@ impl EventStore {
         aggregate_types: &[&str],
         limit: i64,
     ) -> sqlx::Result<Vec<(Cursor, WireEvent)>> {
-        self.after(cursor, aggregate_types, limit, false).await
+        self.after(cursor, aggregate_types, limit, None).await
     }
 
     async fn after(
@@ -128,26 +161,25 @@ impl EventStore {
         cursor: Cursor,
         aggregate_types: &[&str],
         limit: i64,
-        only_final: bool,
+        before: Option<i64>,
     ) -> sqlx::Result<Vec<(Cursor, WireEvent)>> {
-        // Runtime-bound: the text depends on `only_final`.
-        let horizon = if only_final {
-            "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
-        } else {
-            ""
-        };
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events
+        // Not a query macro: the rows are read by `WireEvent`'s `FromRow`, the shape the
+        // relay publishes.
+        let rows = sqlx::query(
+            "SELECT (transaction_id::text)::bigint AS transaction_id, position, aggregate_type,
+                    aggregate_id, sequence, event_type, event_version, payload, metadata
+               FROM events
               WHERE (transaction_id, position) > ((($1::bigint)::text)::xid8, $2)
                 AND aggregate_type = ANY($3)
-                {horizon}
+                AND ($5::bigint IS NULL OR transaction_id < (($5::bigint)::text)::xid8)
               ORDER BY events.transaction_id, events.position
-              LIMIT $4"
-        ))
+              LIMIT $4",
+        )
         .bind(cursor.transaction_id)
         .bind(cursor.position)
         .bind(aggregate_types)
         .bind(limit)
+        .bind(before)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(wire).collect()

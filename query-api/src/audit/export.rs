@@ -2,8 +2,8 @@
 //!
 //! Order: by appending transaction, then position: the order the projector's sweep and
 //! rebuilds walk (see `read_model::store`). It is the order in which events became
-//! final: an export stops before the oldest transaction still running, so no event can
-//! ever appear behind what it sent, and each stream's events come in sequence order.
+//! final: an export stops before the oldest transaction that may still add events
+//! ([`read_model::store::horizon`]), so no event can ever appear behind what it sent, and each stream's events come in sequence order.
 //! Plain position order could not promise that: positions are taken at insert time and
 //! transactions commit in any order.
 //!
@@ -37,7 +37,8 @@ pub struct Export {
     pool: PgPool,
     /// The (transaction, position) of the last event sent.
     cursor: (i64, i64),
-    /// Transactions from this one on may still be running when the export started.
+    /// Transactions from this one on may still have been adding events when the export
+    /// started.
     horizon: i64,
     /// Events still to send, when limited.
     remaining: Option<u64>,
@@ -61,11 +62,7 @@ impl Export {
                 after,
             )
         };
-        let horizon = sqlx::query_scalar!(
-            r#"SELECT (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint AS "horizon!""#
-        )
-        .fetch_one(&pool)
-        .await?;
+        let horizon = read_model::store::horizon(&pool).await?;
         Ok(Self {
             pool,
             cursor,
