@@ -38,25 +38,22 @@ pub type Reads = fn(&str, &str) -> bool;
 /// transactions are looked at one by one: one that has ended since is left out (the
 /// reader's next statement sees its events), and so is one whose session is connected
 /// to another database. Any other counts (a prepared transaction, one ending while this
-/// looks), which at worst makes a reader wait for its next round.
+/// looks, autovacuum's in this database), which at worst makes a reader wait for its
+/// next round.
 ///
-/// The snapshot is taken first, in a statement of its own: a transaction it lists as
-/// running had its session before the sessions are read, so a later session that
-/// reuses the process id in another database cannot stand in for it.
+/// One statement, on the pool (never inside a transaction): its snapshot is taken
+/// before the sessions are read, so a transaction it lists as running already had its
+/// session; the session's transaction id and database come from one row; and
+/// `pg_stat_activity` is read afresh (a transaction would keep its first reading).
 pub async fn horizon(pool: &PgPool) -> sqlx::Result<i64> {
-    let snapshot = sqlx::query_scalar!(r#"SELECT pg_current_snapshot()::text AS "snapshot!""#)
-        .fetch_one(pool)
-        .await?;
     sqlx::query_scalar!(
-        r#"SELECT (coalesce(min(running), pg_snapshot_xmax($1::text::pg_snapshot))::text)::bigint AS "horizon!"
-             FROM pg_snapshot_xip($1::text::pg_snapshot) running
+        r#"SELECT (coalesce(min(running), pg_snapshot_xmax(pg_current_snapshot()))::text)::bigint AS "horizon!"
+             FROM pg_snapshot_xip(pg_current_snapshot()) running
             WHERE pg_xact_status(running) = 'in progress'
-              AND (running::text)::bigint % 4294967296 NOT IN (
-                  SELECT (held.transactionid::text)::bigint
-                    FROM pg_locks held JOIN pg_stat_activity session ON session.pid = held.pid
-                   WHERE held.locktype = 'transactionid' AND held.mode = 'ExclusiveLock'
-                     AND held.granted AND session.datname <> current_database())"#,
-        snapshot
+              AND NOT EXISTS (
+                  SELECT FROM pg_stat_activity session
+                   WHERE session.backend_xid = ((((running::text)::bigint % 4294967296))::text)::xid
+                     AND session.datname <> current_database())"#
     )
     .fetch_one(pool)
     .await
