@@ -764,3 +764,135 @@ async fn a_customer_whose_mail_keeps_failing_holds_up_nobody_else() {
     notifier.stop().await;
     stack.stop().await;
 }
+
+/// A fact whose transaction was still running when the notifier first started, and
+/// committed after it, is news, though its position is below every position the start
+/// saw committed (positions are taken at insert, transactions commit in any order).
+/// A cut by position alone would take it for history and never mail it.
+#[tokio::test]
+async fn a_fact_committing_across_the_first_start_is_mailed() {
+    let stack = Stack::start().await;
+    let sink = SmtpSink::start().await;
+    let event = jazz_night(&stack).await;
+    // Both before any notifier ran: history.
+    let ann = confirmed_booking(&stack, &event, "ann", "ann@example.com").await;
+    let bob = confirmed_booking(&stack, &event, "bob", "bob@example.com").await;
+    let cancel = stack
+        .command(
+            &format!("/v1/bookings/{bob}/cancel"),
+            &customer_with("bob", None, Some("bob@example.com")),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(cancel.status, StatusCode::ACCEPTED, "{}", cancel.body);
+    stack
+        .eventually(
+            &format!("/v1/bookings/{bob}"),
+            &customer("bob"),
+            "bob's refund",
+            |a| a.body["refunded"] == true,
+        )
+        .await;
+
+    // Ann's booking is cancelled and refunded in a transaction that takes its
+    // positions now and commits only after the notifier's first start (the facts as
+    // bob's, the metadata as her confirmation's).
+    let mut late = stack.db.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT 'booking', $1, b.sequence, b.event_type, b.event_version, b.payload,
+                (SELECT metadata FROM events WHERE aggregate_type = 'booking' AND aggregate_id = $1 AND sequence = 2)
+           FROM events b
+          WHERE b.aggregate_type = 'booking' AND b.aggregate_id = $2 AND b.sequence IN (3, 4)
+          ORDER BY b.sequence",
+    )
+    .bind(ann.to_string())
+    .bind(bob.to_string())
+    .execute(&mut *late)
+    .await
+    .unwrap();
+    // A later fact commits first.
+    stack.location("Odeon", 10).await;
+    stack.published().await;
+    let (notifier, _) = start(config(&stack, &sink.url())).await;
+    let (late_position, since_position): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT max(position) FROM events WHERE aggregate_id = $1), since_position
+           FROM notifier.progress",
+    )
+    .bind(ann.to_string())
+    .fetch_one(&mut *late)
+    .await
+    .unwrap();
+    assert!(
+        late_position < since_position,
+        "{late_position} {since_position}"
+    );
+    late.commit().await.unwrap();
+
+    until_log(&stack, &[("sent", 1)]).await;
+    let mails = sink.wait_for(1, PATIENCE).await;
+    assert_eq!(mails[0].delivered_to, ["ann@example.com"]);
+    assert_eq!(
+        mails[0].subject,
+        "Your booking for Jazz night is cancelled and refunded"
+    );
+    assert_eq!(announced(&mails[0], ann), 4);
+    notifier.stop().await;
+    stack.stop().await;
+}
+
+/// A sender that stalled past its lease finds its notification taken over by another.
+/// Its late report (the SMTP server said 451 to it) must not make the message due
+/// again while the second sender is sending it, or a third would send it too.
+#[tokio::test]
+async fn a_late_report_from_a_sender_whose_lease_ran_out_changes_nothing() {
+    use notifier::log::{claim, record, End};
+    let db = testkit::TestDb::create().await;
+    platform::db::migrate_event_store(&db.pool).await.unwrap();
+    let log = platform::db::connect_in_schema(&db.url, platform::db::NOTIFIER_SCHEMA, 4)
+        .await
+        .unwrap();
+    platform::db::migrate_notifier(&log).await.unwrap();
+    let booking = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO notifications (booking_id, sequence, position, kind, message_id)
+         VALUES ($1, 2, 7, $2, '<booking-test.2@boxoffice.test>')",
+    )
+    .bind(booking)
+    .bind(notifier::mail::Kind::BookingConfirmed.as_str())
+    .execute(&log)
+    .await
+    .unwrap();
+
+    let stalled = claim(&log, 1, Duration::from_millis(200)).await.unwrap();
+    assert_eq!(stalled.len(), 1);
+    let second = eventually(PATIENCE, "the first lease to run out", || async {
+        claim(&log, 1, Duration::from_secs(60)).await.unwrap().pop()
+    })
+    .await;
+    assert_eq!(second.attempts, 2);
+
+    let report = End::Retry {
+        after: Duration::ZERO,
+        error: "451 try again later".into(),
+    };
+    assert!(
+        !record(&log, &stalled[0], &report).await.unwrap(),
+        "the stalled sender's report is not taken"
+    );
+    assert!(
+        claim(&log, 1, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty(),
+        "nobody else may take it while the second sender holds it"
+    );
+    assert!(record(&log, &second, &End::Sent).await.unwrap());
+    let (status, attempts): (String, i32) =
+        sqlx::query_as("SELECT status, attempts FROM notifications WHERE booking_id = $1")
+            .bind(booking)
+            .fetch_one(&log)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts), ("sent", 2));
+}
