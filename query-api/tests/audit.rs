@@ -159,11 +159,7 @@ async fn an_export_cut_and_resumed_gives_each_event_exactly_once() {
 async fn only_this_databases_open_transactions_hold_an_export_back() {
     let (db, api) = store_and_query_api().await;
     let elsewhere = TestDb::create().await;
-    let mut open_elsewhere = elsewhere.pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut *open_elsewhere)
-        .await
-        .unwrap();
+    let open_elsewhere = running_transaction(&elsewhere.pool).await;
 
     db.seed_bookings("0192e4d2-0000-7000-8000-000000000003", 20)
         .await;
@@ -176,11 +172,7 @@ async fn only_this_databases_open_transactions_hold_an_export_back() {
     .await;
 
     // A transaction of this database, running: what commits after it started waits.
-    let mut open_here = db.pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut *open_here)
-        .await
-        .unwrap();
+    let open_here = running_transaction(&db.pool).await;
     db.seed_bookings("0192e4d2-0000-7000-8000-000000000004", 5)
         .await;
     let after = format!("?after={}", exported.last().unwrap());
@@ -193,6 +185,17 @@ async fn only_this_databases_open_transactions_hold_an_export_back() {
 
     open_elsewhere.rollback().await.unwrap();
     api.stop().await;
+}
+
+/// A transaction on `pool` that has its transaction id (as one that appended would),
+/// left running until committed or rolled back.
+async fn running_transaction(pool: &sqlx::PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut transaction = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *transaction)
+        .await
+        .unwrap();
+    transaction
 }
 
 /// Appends `streams` location streams of `length` events each, through the triggers
