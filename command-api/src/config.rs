@@ -123,6 +123,9 @@ pub struct PaymentConfig {
     /// `PAYMENT_CIRCUIT_OPEN_MS` (default 5000): how long an open circuit holds calls
     /// back before one probe goes through.
     pub circuit_open: Duration,
+    /// `PAYMENT_MAX_IN_FLIGHT` (default 16, at least 1): calls this process has at the
+    /// gateway at once; more wait their turn here, within their budget.
+    pub max_in_flight: usize,
     /// `BOXOFFICE_RECONCILE_EVERY_SECS` (default 60; 0 turns the sweep off): how often
     /// the gateway's authorized intents are checked against the bookings.
     pub reconcile_every: Duration,
@@ -140,6 +143,7 @@ impl std::fmt::Debug for PaymentConfig {
             .field("retries", &self.retries)
             .field("circuit_failures", &self.circuit_failures)
             .field("circuit_open", &self.circuit_open)
+            .field("max_in_flight", &self.max_in_flight)
             .field("reconcile_every", &self.reconcile_every)
             .field("reconcile_after", &self.reconcile_after)
             .finish()
@@ -214,6 +218,7 @@ impl Config {
                 retries: 2,
                 circuit_failures: 5,
                 circuit_open: Duration::from_millis(5000),
+                max_in_flight: 16,
                 reconcile_every: Duration::from_secs(60),
                 reconcile_after: Duration::from_secs(300),
             },
@@ -369,6 +374,10 @@ pub struct PaymentSettings {
     /// milliseconds.
     #[arg(long, env = "PAYMENT_CIRCUIT_OPEN_MS", default_value_t = 5000, value_parser = empty_is_unset::<u64>())]
     pub payment_circuit_open_ms: u64,
+    /// Calls at the gateway at once; more wait their turn here (within their budget)
+    /// instead of piling up there, where the wait would count against their timeout.
+    #[arg(long, env = "PAYMENT_MAX_IN_FLIGHT", default_value_t = 16, value_parser = empty_is_unset::<usize>())]
+    pub payment_max_in_flight: usize,
     /// How often the gateway's authorized payments are checked against the bookings,
     /// in seconds (0: never).
     #[arg(long, env = "BOXOFFICE_RECONCILE_EVERY_SECS", default_value_t = 60, value_parser = empty_is_unset::<u64>())]
@@ -389,6 +398,10 @@ impl TryFrom<Settings> for Config {
         let hold_ttl = Duration::try_from_secs_f64(s.saga.hold_ttl_secs).map_err(|_| {
             anyhow!("BOXOFFICE_HOLD_TTL_SECS must be a number of seconds, at least 0")
         })?;
+        anyhow::ensure!(
+            s.payment.payment_max_in_flight > 0,
+            "PAYMENT_MAX_IN_FLIGHT must be at least 1"
+        );
         Ok(Self {
             db_max_connections: s.db_max_connections,
             append_writers: s.append_writers,
@@ -423,6 +436,7 @@ impl TryFrom<Settings> for Config {
                 retries: s.payment.payment_retries,
                 circuit_failures: s.payment.payment_circuit_failures,
                 circuit_open: Duration::from_millis(s.payment.payment_circuit_open_ms),
+                max_in_flight: s.payment.payment_max_in_flight,
                 reconcile_every: Duration::from_secs(s.payment.reconcile_every_secs),
                 reconcile_after: Duration::from_secs(s.payment.reconcile_after_secs),
             },
@@ -465,6 +479,20 @@ mod tests {
         assert_eq!(err.to_string(), "DATABASE_URL must be set");
         let err = Config::try_from(settings(&["--database-url", "postgres://db"])).unwrap_err();
         assert_eq!(err.to_string(), "BOXOFFICE_JWT_SECRET must be set");
+    }
+
+    #[test]
+    fn no_payment_call_at_all_is_refused() {
+        let err = Config::try_from(settings(&[
+            "--database-url",
+            "postgres://db",
+            "--jwt-secret",
+            SECRET,
+            "--payment-max-in-flight",
+            "0",
+        ]))
+        .unwrap_err();
+        assert_eq!(err.to_string(), "PAYMENT_MAX_IN_FLIGHT must be at least 1");
     }
 
     #[test]

@@ -195,6 +195,8 @@ pub struct Metrics {
     pub payment_circuit_state: Family<CircuitLabel, Gauge>,
     /// Times the circuit breaker opened.
     pub payment_circuit_opened: Counter,
+    /// Payment gateway calls waiting for their turn (`PAYMENT_MAX_IN_FLIGHT` are out).
+    pub payment_calls_waiting: Gauge,
     /// What the reconciliation sweep found and mended, by finding.
     pub reconciliation_findings: Family<FindingLabel, Counter>,
     /// Reconciliation passes completed.
@@ -241,6 +243,7 @@ impl Metrics {
             payment_call_seconds: Family::new_with_constructor(latency_histogram),
             payment_circuit_state: Family::default(),
             payment_circuit_opened: Counter::default(),
+            payment_calls_waiting: Gauge::default(),
             reconciliation_findings: Family::default(),
             reconciliation_passes: Counter::default(),
             payments_uncollectable: Counter::default(),
@@ -375,6 +378,11 @@ impl Metrics {
             "boxoffice_payment_circuit_opened",
             "Times the payment gateway circuit breaker opened",
             metrics.payment_circuit_opened.clone(),
+        );
+        registry.register(
+            "boxoffice_payment_calls_waiting",
+            "Payment gateway calls waiting for a turn (PAYMENT_MAX_IN_FLIGHT are at the gateway)",
+            metrics.payment_calls_waiting.clone(),
         );
         registry.register(
             "boxoffice_reconciliation_findings",

@@ -61,6 +61,8 @@ pub struct Options {
     pub hold_ttl: Duration,
     /// Changes to command-api's configuration (payment timeouts, reconciliation).
     pub command: fn(&mut command_api::Config),
+    /// Changes to the payment gateway's configuration (its capacity).
+    pub gateway: fn(&mut payment_gateway::Config),
 }
 
 impl Default for Options {
@@ -73,6 +75,7 @@ impl Default for Options {
             sagas: true,
             hold_ttl: Duration::from_secs(600),
             command: |_| {},
+            gateway: |_| {},
         }
     }
 }
@@ -138,6 +141,7 @@ impl Stack {
         roles::ensure_logins().await;
         let mut gateway_config = testkit::gateway::config(&db);
         gateway_config.database_url = roles::url_as(&db.url, roles::PAYMENTS);
+        (options.gateway)(&mut gateway_config);
         let gateway = Gateway::start(gateway_config).await;
         let brokers = options.brokers.unwrap_or_else(testkit::kafka_brokers);
         let topic = testkit::unique_topic();

@@ -257,6 +257,57 @@ async fn an_open_circuit_holds_the_saga_back_until_the_gateway_returns() {
 }
 
 #[tokio::test]
+async fn a_burst_of_buyers_waits_its_turn_at_a_busy_gateway_instead_of_opening_the_circuit() {
+    // The gateway works on 2 requests at once, 100 ms each: the last of 32 card tokens
+    // sent together is done 1.6 s after the first. An attempt may take 1 s, a call 3 s
+    // with its retries. Sent all at once, the last dozen would wait at the gateway past
+    // their attempt's timeout, time out together, and the circuit would open on a
+    // gateway that is only busy: those buyers would be turned away 503. Waiting their
+    // turn here (2 calls out at a time), every attempt takes 100 ms.
+    let stack = Stack::start_with(Options {
+        command: |config| {
+            config.payment.timeout = Duration::from_millis(1000);
+            config.payment.max_in_flight = 2;
+        },
+        gateway: |config| {
+            config.capacity = 2;
+            config.latency = Duration::from_millis(100);
+        },
+        ..Options::default()
+    })
+    .await;
+    let event = event(&stack, 100).await;
+    let buyers: Vec<String> = (0..32).map(|i| format!("buyer-{i}")).collect();
+    let bookings = futures::future::join_all(
+        buyers
+            .iter()
+            .map(|buyer| book_with(&stack, &event, buyer, "tok_visa")),
+    )
+    .await;
+    for booking in &bookings {
+        until_status(&stack, booking, "confirmed").await;
+        // The capture follows the confirmation.
+        eventually(Duration::from_secs(30), "the capture", || async {
+            (stack.gateway.status_by_key(booking).await.as_deref() == Some("captured"))
+                .then_some(())
+        })
+        .await;
+    }
+    let metrics = &stack.command_state.metrics;
+    assert_eq!(
+        metrics.payment_circuit_opened.get(),
+        0,
+        "a busy gateway is not an outage"
+    );
+    assert_eq!(
+        metrics.payment_calls_waiting.get(),
+        0,
+        "no call is left counted as waiting"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn a_booking_while_the_gateway_is_down_is_answered_503_and_appends_nothing() {
     let stack = Stack::start_with(Options {
         command: |config| {

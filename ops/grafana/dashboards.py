@@ -577,8 +577,17 @@ DASHBOARDS = {
                 [q(f"sum by (outcome) (rate(boxoffice_payment_calls_total[{RATE}]))", "{{outcome}}")],
                 "reqps",
                 "Attempts: ok, refused (4xx or a malformed answer), unavailable (not "
-                "reached, 5xx), timeout, circuit_open (not sent).",
+                "reached, 5xx), timeout, circuit_open (not sent), no_turn (its deadline "
+                "passed while it waited for a turn: not sent).",
                 stack=True,
+            ),
+            ts(
+                "Calls waiting for a turn, by instance",
+                [q("sum by (instance) (boxoffice_payment_calls_waiting)", "{{instance}}")],
+                "short",
+                "Calls beyond PAYMENT_MAX_IN_FLIGHT wait in command-api, in order, "
+                "rather than queue at the gateway. A queue that stays long means the "
+                "provider's capacity, or this setting, is short of the load.",
             ),
             ts(
                 "Call latency p99, by operation (retries included)",

@@ -11,6 +11,7 @@ use platform::server::ServerLimits;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::ApiKey;
@@ -25,6 +26,8 @@ pub struct App {
     pub pool: PgPool,
     /// The faults in force.
     pub faults: FaultSwitch,
+    /// The `/v1` requests worked on at once (`PAYMENT_CAPACITY`), when bounded.
+    pub capacity: Option<Semaphore>,
     /// The metrics.
     pub metrics: Metrics,
     /// The API key, when one is required.
@@ -52,6 +55,7 @@ pub struct Application {
     metrics: Metrics,
     api_key: Option<ApiKey>,
     latency: Duration,
+    capacity: usize,
     http: ServerLimits,
 }
 
@@ -75,6 +79,7 @@ impl Application {
             metrics,
             api_key: config.api_key.as_deref().map(ApiKey::new),
             latency: config.latency,
+            capacity: config.capacity,
             http: config.http,
         })
     }
@@ -94,6 +99,7 @@ impl Application {
         let state = AppState(Arc::new(App {
             pool: self.pool.clone(),
             faults: FaultSwitch::new(self.latency),
+            capacity: (self.capacity > 0).then(|| Semaphore::new(self.capacity)),
             metrics: self.metrics,
             api_key: self.api_key,
             shutdown: shutdown.clone(),

@@ -26,6 +26,10 @@ pub struct Config {
     pub latency: Duration,
     /// `PAYMENT_DB_MAX_CONNECTIONS` (default 16).
     pub db_max_connections: u32,
+    /// `PAYMENT_CAPACITY` (default 0: no bound): the `/v1` requests the gateway works on
+    /// at once, as a provider's capacity; the others queue, in order, and their wait
+    /// is part of their latency. For load tests and drills.
+    pub capacity: usize,
     /// The HTTP server's bounds (`HTTP_*`, see `platform::server`). A request the
     /// faults leave hanging ends at the request timeout (503), or at shutdown.
     pub http: ServerLimits,
@@ -39,6 +43,7 @@ impl std::fmt::Debug for Config {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("latency", &self.latency)
             .field("db_max_connections", &self.db_max_connections)
+            .field("capacity", &self.capacity)
             .field("http", &self.http)
             .finish()
     }
@@ -55,6 +60,7 @@ impl Config {
             api_key: None,
             latency: Duration::ZERO,
             db_max_connections: 16,
+            capacity: 0,
             http: ServerLimits::default(),
         }
     }
@@ -94,6 +100,10 @@ pub struct Settings {
     /// The pool size of the gateway's database.
     #[arg(long, env = "PAYMENT_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = empty_is_unset::<u32>())]
     pub payment_db_max_connections: u32,
+    /// The /v1 requests worked on at once (0: no bound); the others queue, their wait
+    /// part of their latency, as at a provider at its capacity.
+    #[arg(long, env = "PAYMENT_CAPACITY", default_value_t = 0, value_parser = empty_is_unset::<usize>())]
+    pub payment_capacity: usize,
     #[command(flatten)]
     pub http: HttpSettings,
     #[command(flatten)]
@@ -129,6 +139,7 @@ impl TryFrom<Settings> for Config {
             api_key: set(&s.payment_gateway_key).map(str::to_owned),
             latency: Duration::from_millis(s.payment_latency_ms),
             db_max_connections: s.payment_db_max_connections,
+            capacity: s.payment_capacity,
             http: ServerLimits::try_from(&s.http)?,
             ..d
         })

@@ -3,8 +3,11 @@
 //! request, or with `"scope": "intents"` to the payment intents only, so that payment
 //! methods are still made (not to `/admin`, `/health` or `/metrics`).
 //!
-//! A request first sleeps the latency in force when it arrived, then reads the mode
-//! again (so a switch made during the sleep applies) and:
+//! A request first waits for a place when the gateway has a capacity
+//! (`PAYMENT_CAPACITY`, every `/v1` request whatever the scope) and holds it to its
+//! end, latency included, so that requests beyond the capacity queue as at a saturated
+//! provider. Then it sleeps the latency in force when it arrived, reads the mode again
+//! (so a switch made during the sleep applies) and:
 //! - `normal`: is handled;
 //! - `unavailable`: is answered 503 `service_unavailable` with `Retry-After: 1`, nothing
 //!   done;
@@ -121,6 +124,11 @@ pub fn no_answer() -> Response {
 
 /// The fault-injection middleware of the `/v1` routes.
 pub async fn inject(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    // The place is held to the end of the request (a hanging one keeps it).
+    let _place = match &app.capacity {
+        Some(capacity) => capacity.acquire().await.ok(),
+        None => None,
+    };
     let faults = app.faults.get();
     if faults.scope == Scope::Intents && !request.uri().path().starts_with("/v1/payment_intents") {
         return next.run(request).await;

@@ -10,6 +10,13 @@
 //!   again up to `PAYMENT_RETRIES` times, after a random pause ("full jitter": up to
 //!   25 ms, 50 ms, 100 ms ...), and never past the budget the caller gives. An attempt
 //!   cut short by that budget is not held against the gateway.
+//! - **A turn at the gateway.** At most `PAYMENT_MAX_IN_FLIGHT` calls of this process
+//!   are at the gateway at once; the others wait here, in order, within their budget.
+//!   A burst (300 buyers at once) then queues where the wait costs no attempt its
+//!   timeout, instead of at the gateway, where each attempt's clock would run while it
+//!   waits, the attempts would time out together and the breaker would take the burst
+//!   for an outage. A call whose budget runs out while it waits answers
+//!   [`GatewayError::Unavailable`] and says nothing about the gateway to the breaker.
 //! - **A circuit breaker** ([`breaker`]): after `PAYMENT_CIRCUIT_FAILURES` failures in a
 //!   row no call goes out for `PAYMENT_CIRCUIT_OPEN_MS`; then one probe decides. While it
 //!   is open every call answers [`GatewayError::Unavailable`] at once, and the saga waits
@@ -25,8 +32,8 @@
 //!
 //! Metrics: `boxoffice_payment_calls{operation,outcome}`,
 //! `boxoffice_payment_call_duration_seconds{operation}`,
-//! `boxoffice_payment_circuit_state{state}` (1 for the current state) and
-//! `boxoffice_payment_circuit_opened`.
+//! `boxoffice_payment_circuit_state{state}` (1 for the current state),
+//! `boxoffice_payment_circuit_opened` and `boxoffice_payment_calls_waiting`.
 
 pub mod breaker;
 
@@ -39,6 +46,7 @@ use rand::Rng;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -181,6 +189,8 @@ struct Inner {
     attempt_timeout: Duration,
     retries: u32,
     breaker: Mutex<Breaker>,
+    /// Turns at the gateway: `PAYMENT_MAX_IN_FLIGHT` permits.
+    turns: Semaphore,
     metrics: Metrics,
 }
 
@@ -192,6 +202,8 @@ enum Outcome {
     Unavailable,
     Timeout,
     CircuitOpen,
+    /// The budget ran out while the call waited for its turn: never sent.
+    NoTurn,
 }
 
 impl Outcome {
@@ -202,6 +214,7 @@ impl Outcome {
             Self::Unavailable => "unavailable",
             Self::Timeout => "timeout",
             Self::CircuitOpen => "circuit_open",
+            Self::NoTurn => "no_turn",
         }
     }
 }
@@ -222,6 +235,7 @@ impl GatewayClient {
             attempt_timeout: config.timeout,
             retries: config.retries,
             breaker: Mutex::new(Breaker::new(config.circuit_failures, config.circuit_open)),
+            turns: Semaphore::new(config.max_in_flight),
             metrics,
         }));
         client.show_state(State::Closed);
@@ -436,6 +450,12 @@ impl GatewayClient {
         );
         let traceparent = platform::telemetry::traceparent_of(&span).map(|t| t.to_string());
         let result = loop {
+            let Some(turn) = self.turn(deadline).await else {
+                self.count(operation, Outcome::NoTurn);
+                break Err(GatewayError::Unavailable(
+                    "too many payment calls are waiting for their turn".into(),
+                ));
+            };
             let Some(permit) = Attempt::start(self) else {
                 self.count(operation, Outcome::CircuitOpen);
                 break Err(GatewayError::Unavailable("the circuit is open".into()));
@@ -469,6 +489,7 @@ impl GatewayClient {
                 Outcome::Unavailable | Outcome::Timeout => permit.finish(false),
                 _ => permit.finish(true),
             }
+            drop(turn);
             self.count(operation, outcome);
             let again = matches!(outcome, Outcome::Unavailable | Outcome::Timeout);
             attempt += 1;
@@ -490,6 +511,17 @@ impl GatewayClient {
             .get_or_create(&PaymentCallLabels::name(operation))
             .observe(started.elapsed().as_secs_f64());
         result
+    }
+
+    /// A turn at the gateway, waited for until `deadline` at the latest (in order).
+    async fn turn(&self, deadline: Instant) -> Option<SemaphorePermit<'_>> {
+        if let Ok(turn) = self.0.turns.try_acquire() {
+            return Some(turn);
+        }
+        let _waiting = Waiting::new(&self.0.metrics.payment_calls_waiting);
+        let turn = tokio::time::timeout_at(deadline.into(), self.0.turns.acquire()).await;
+        // The semaphore is never closed.
+        turn.ok()?.ok()
     }
 
     fn record(&self, permit: Permit, succeeded: bool) {
@@ -567,6 +599,23 @@ impl Drop for Attempt<'_> {
         if let Some(permit) = self.permit.take() {
             lock(&self.client.0.breaker).abandon(permit);
         }
+    }
+}
+
+/// One call counted in `boxoffice_payment_calls_waiting` while it lives (a call whose
+/// future is dropped while it waits, its request gone, is counted out too).
+struct Waiting<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl<'a> Waiting<'a> {
+    fn new(gauge: &'a prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
