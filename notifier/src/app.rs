@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::smtp::{self, Transport};
+use crate::smtp::{self, Mailer};
 use crate::{consumer, log, sender, sweep};
 
 /// What the notifier's tasks share.
@@ -28,8 +28,8 @@ pub struct Context {
     pub log: PgPool,
     /// The event store, read-only.
     pub store: EventStore,
-    /// The SMTP transport (pooled).
-    pub transport: Transport,
+    /// Sends the mail (connections kept open, each exchange bounded).
+    pub mailer: Mailer,
     /// The metrics.
     pub metrics: Metrics,
     /// The configuration.
@@ -150,12 +150,12 @@ pub async fn connect(config: Config, metrics: Metrics) -> anyhow::Result<Context
     platform::db::migrate_notifier(&log).await?;
     let store = EventStore::new(platform::db::connect(&config.database_url, 8).await?);
     let since = since(&log, store.pool()).await?;
-    let transport = smtp::transport(&config.smtp.url, config.smtp.timeout, config.smtp.pool_size)?;
+    let mailer = smtp::Mailer::new(&config.smtp.url, config.smtp.timeout, config.smtp.pool_size)?;
     let mail_domain = config.mail_from.email.domain().to_owned();
     Ok(Context {
         log,
         store,
-        transport,
+        mailer,
         metrics,
         config,
         since,

@@ -32,7 +32,7 @@ use crate::intake::decode;
 use crate::log::{self, Claimed, End};
 use crate::mail::{self, Kind, View};
 use crate::metrics::AttemptLabels;
-use crate::smtp::{self, Outcome};
+use crate::smtp::Outcome;
 
 /// Sends until `shutdown`, then waits for the messages in flight (each bounded by
 /// `SMTP_TIMEOUT_MS`).
@@ -136,13 +136,7 @@ async fn deliver(ctx: &Context, events: &EventCache, claim: &Claimed) -> End {
         Composed::Erased => return End::Erased,
     };
     let started = Instant::now();
-    // lettre bounds the connect by its timeout, not the exchange: the whole send is.
-    let outcome = tokio::time::timeout(
-        ctx.config.smtp.timeout,
-        smtp::send(&ctx.transport, *message),
-    )
-    .await
-    .unwrap_or_else(|_| Outcome::Temporary("no answer from the SMTP server in time".into()));
+    let outcome = ctx.mailer.send(*message).await;
     ctx.metrics
         .send_seconds
         .observe(started.elapsed().as_secs_f64());

@@ -1,13 +1,78 @@
-//! SMTP through lettre: a pooled transport on tokio from `SMTP_URL`, and what an
-//! answer means for the message (sent, try again later, or give up).
+//! SMTP through lettre: the [`Mailer`] the sender sends with (connections kept open,
+//! each exchange bounded by `SMTP_TIMEOUT_MS`), and what an answer means for the
+//! message (sent, try again later, or give up).
+//!
+//! Why not lettre's pool as it is: an exchange cut off by a timeout is a dropped
+//! future, and lettre puts a dropped exchange's connection back in its pool, in the
+//! middle of the conversation. The answer that was late then arrives on it and is read
+//! as the answer to the next command (the check lettre makes on taking a connection,
+//! a `NOOP`, passes on it): every answer after it is one behind, and a message can be
+//! recorded sent on answers that were not its own. So each exchange here gets a
+//! transport of its own, of one connection; one whose exchange ended is kept for the
+//! next, one cut off is dropped with its connection.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-/// The pooled transport.
+/// lettre's pooled transport.
 pub type Transport = AsyncSmtpTransport<Tokio1Executor>;
+
+/// Sends messages over connections kept open between them (`SMTP_POOL_SIZE` at most),
+/// each exchange within `SMTP_TIMEOUT_MS`; a connection whose exchange was cut off is
+/// never used again.
+pub struct Mailer {
+    url: String,
+    timeout: Duration,
+    keep: usize,
+    /// Transports of one connection each, free for the next message.
+    idle: Mutex<Vec<Transport>>,
+}
+
+impl Mailer {
+    /// A mailer for `url` (see [`transport`]); connections are opened when needed.
+    pub fn new(url: &str, timeout: Duration, pool_size: u32) -> anyhow::Result<Self> {
+        check_url(url)?;
+        Ok(Self {
+            url: url.to_owned(),
+            timeout,
+            keep: usize::try_from(pool_size).unwrap_or(usize::MAX),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Sends `message`; the whole exchange (connect, commands, data, answer) within the
+    /// timeout, or it is a temporary failure and its connection is closed.
+    pub async fn send(&self, message: Message) -> Outcome {
+        let free = self.idle().pop();
+        let transport = match free {
+            Some(transport) => transport,
+            None => match transport(&self.url, self.timeout, 1) {
+                Ok(transport) => transport,
+                Err(err) => return Outcome::Temporary(format!("cannot set up SMTP: {err}")),
+            },
+        };
+        // lettre bounds the connect by its timeout, not the exchange: the whole is here.
+        let Ok(outcome) = tokio::time::timeout(self.timeout, send(&transport, message)).await
+        else {
+            // Dropped with its transport: the late answer reaches no other message.
+            return Outcome::Temporary("no answer from the SMTP server in time".into());
+        };
+        let mut idle = self.idle();
+        if idle.len() < self.keep {
+            idle.push(transport);
+        }
+        outcome
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Transport>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// The transport for `url` (see `SMTP_URL`): `smtp://` tries STARTTLS when the server
 /// offers it unless `?tls=none`; `?tls=required` insists on it; `smtps://` is TLS on

@@ -734,7 +734,11 @@ async fn a_broker_that_restarts_empty_loses_no_mail_and_repeats_none() {
 async fn a_customer_whose_mail_keeps_failing_holds_up_nobody_else() {
     let stack = Stack::start().await;
     let sink = SmtpSink::start().await;
-    let (notifier, _) = start(config(&stack, &sink.url())).await;
+    let mut config = config(&stack, &sink.url());
+    // Time for the slow answer (3 s): sid's message is sent, once, after it.
+    config.smtp.timeout = Duration::from_secs(6);
+    config.send.lease = Duration::from_secs(15);
+    let (notifier, _) = start(config).await;
     let event = jazz_night(&stack).await;
     // 451 for this one, every time; then a slow server for that one.
     let first = confirmed_booking(&stack, &event, "dee", "defer.dee@example.com").await;
@@ -761,6 +765,42 @@ async fn a_customer_whose_mail_keeps_failing_holds_up_nobody_else() {
     assert_eq!(status, "pending", "a 451 is tried again, not given up on");
     assert!(attempts >= 1);
     until_log(&stack, &[("sent", 4), ("pending", 1)]).await;
+    assert_eq!(
+        to(&sink.messages(), "slow.sid@example.com").len(),
+        1,
+        "the slow answer came in time: sent once"
+    );
+    notifier.stop().await;
+    stack.stop().await;
+}
+
+/// An answer the timeout cut off still arrives, later, on that connection. It must
+/// never be read as the answer to a later message's commands: the answers would then
+/// be one behind, and a message recorded sent on answers that were not its own.
+#[tokio::test]
+async fn an_answer_the_timeout_cut_off_is_never_read_as_a_later_messages() {
+    let stack = Stack::start().await;
+    let sink = SmtpSink::start().await;
+    let mut config = config(&stack, &sink.url());
+    // One message at a time, on one connection at most; the server answers slow.sid
+    // after 3 s, past the 2 s the exchange may take: every attempt times out.
+    config.send.concurrency = 1;
+    config.smtp.pool_size = 1;
+    config.send.max_attempts = 3;
+    assert!(config.smtp.timeout < Duration::from_secs(3));
+    let (notifier, _) = start(config).await;
+    let event = jazz_night(&stack).await;
+    let booking = confirmed_booking(&stack, &event, "sid", "slow.sid@example.com").await;
+    until_log(&stack, &[("parked", 1)]).await;
+    let (attempts, error): (i32, String) = sqlx::query_as(
+        "SELECT attempts, last_error FROM notifier.notifications WHERE booking_id = $1",
+    )
+    .bind(booking)
+    .fetch_one(&stack.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts, 3);
+    assert_eq!(error, "no answer from the SMTP server in time");
     notifier.stop().await;
     stack.stop().await;
 }
