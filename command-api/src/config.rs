@@ -123,7 +123,7 @@ pub struct PaymentConfig {
     /// `PAYMENT_CIRCUIT_OPEN_MS` (default 5000): how long an open circuit holds calls
     /// back before one probe goes through.
     pub circuit_open: Duration,
-    /// `PAYMENT_MAX_IN_FLIGHT` (default 16, at least 1): calls this process has at the
+    /// `PAYMENT_MAX_IN_FLIGHT` (default 16, 1 to 100 000): calls this process has at the
     /// gateway at once; more wait their turn here, within their budget.
     pub max_in_flight: usize,
     /// `BOXOFFICE_RECONCILE_EVERY_SECS` (default 60; 0 turns the sweep off): how often
@@ -399,8 +399,8 @@ impl TryFrom<Settings> for Config {
             anyhow!("BOXOFFICE_HOLD_TTL_SECS must be a number of seconds, at least 0")
         })?;
         anyhow::ensure!(
-            s.payment.payment_max_in_flight > 0,
-            "PAYMENT_MAX_IN_FLIGHT must be at least 1"
+            (1..=100_000).contains(&s.payment.payment_max_in_flight),
+            "PAYMENT_MAX_IN_FLIGHT must be between 1 and 100000"
         );
         Ok(Self {
             db_max_connections: s.db_max_connections,
@@ -492,7 +492,10 @@ mod tests {
             "0",
         ]))
         .unwrap_err();
-        assert_eq!(err.to_string(), "PAYMENT_MAX_IN_FLIGHT must be at least 1");
+        assert_eq!(
+            err.to_string(),
+            "PAYMENT_MAX_IN_FLIGHT must be between 1 and 100000"
+        );
     }
 
     #[test]

@@ -366,7 +366,7 @@ impl Metrics {
         );
         registry.register(
             "boxoffice_payment_call_duration_seconds",
-            "Payment gateway call latency in seconds, retries included",
+            "Payment gateway call latency in seconds, retries and waits for a turn included",
             metrics.payment_call_seconds.clone(),
         );
         registry.register(

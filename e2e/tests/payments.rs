@@ -259,14 +259,18 @@ async fn an_open_circuit_holds_the_saga_back_until_the_gateway_returns() {
 #[tokio::test]
 async fn a_burst_of_buyers_waits_its_turn_at_a_busy_gateway_instead_of_opening_the_circuit() {
     // The gateway works on 2 requests at once, 100 ms each: the last of 32 card tokens
-    // sent together is done 1.6 s after the first. An attempt may take 1 s, a call 3 s
-    // with its retries. Sent all at once, the last dozen would wait at the gateway past
-    // their attempt's timeout, time out together, and the circuit would open on a
-    // gateway that is only busy: those buyers would be turned away 503. Waiting their
-    // turn here (2 calls out at a time), every attempt takes 100 ms.
+    // sent together is done 1.6 s after the first. An attempt may take 1 s. Sent all at
+    // once, the last dozen would wait at the gateway past their attempt's timeout, time
+    // out together, and the circuit would open on a gateway that is only busy: those
+    // buyers would be turned away 503. Waiting their turn here (2 calls out at a time),
+    // every attempt takes 100 ms.
     let stack = Stack::start_with(Options {
         command: |config| {
             config.payment.timeout = Duration::from_millis(1000);
+            // A deadline well past the queue (7 attempts: 10 s), so that a loaded
+            // machine does not turn a long wait into a 503; without turns the circuit
+            // still opens (its calls are not retried while it is open).
+            config.payment.retries = 6;
             config.payment.max_in_flight = 2;
         },
         gateway: |config| {

@@ -590,7 +590,7 @@ DASHBOARDS = {
                 "provider's capacity, or this setting, is short of the load.",
             ),
             ts(
-                "Call latency p99, by operation (retries included)",
+                "Call latency p99, by operation (retries and turns included)",
                 quantiles("boxoffice_payment_call_duration_seconds_bucket", "operation", (0.99,)),
                 "s",
             ),

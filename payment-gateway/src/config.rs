@@ -134,6 +134,10 @@ impl TryFrom<Settings> for Config {
             s.payment_latency_ms <= MAX_LATENCY_MS,
             "PAYMENT_LATENCY_MS must be at most {MAX_LATENCY_MS}"
         );
+        anyhow::ensure!(
+            s.payment_capacity <= 100_000,
+            "PAYMENT_CAPACITY must be at most 100000 (0: no bound)"
+        );
         Ok(Self {
             addr: s.payment_gateway_addr,
             api_key: set(&s.payment_gateway_key).map(str::to_owned),
@@ -180,7 +184,7 @@ mod tests {
     }
 
     #[test]
-    fn the_latency_is_bounded_and_an_empty_key_is_none() {
+    fn the_latency_and_capacity_are_bounded_and_an_empty_key_is_none() {
         let err = Config::try_from(settings(&[
             "--payment-database-url",
             "postgres://pay",
@@ -189,6 +193,17 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err.to_string(), "PAYMENT_LATENCY_MS must be at most 600000");
+        let err = Config::try_from(settings(&[
+            "--payment-database-url",
+            "postgres://pay",
+            "--payment-capacity",
+            "100001",
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "PAYMENT_CAPACITY must be at most 100000 (0: no bound)"
+        );
         let config = Config::try_from(settings(&[
             "--payment-database-url",
             "postgres://pay",

@@ -6,8 +6,8 @@
 //! A request first waits for a place when the gateway has a capacity
 //! (`PAYMENT_CAPACITY`, every `/v1` request whatever the scope) and holds it to its
 //! end, latency included, so that requests beyond the capacity queue as at a saturated
-//! provider. Then it sleeps the latency in force when it arrived, reads the mode again
-//! (so a switch made during the sleep applies) and:
+//! provider. Then it sleeps the latency in force when it got its place, reads the mode
+//! again (so a switch made during the sleep applies) and:
 //! - `normal`: is handled;
 //! - `unavailable`: is answered 503 `service_unavailable` with `Retry-After: 1`, nothing
 //!   done;

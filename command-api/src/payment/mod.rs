@@ -19,8 +19,9 @@
 //!   [`GatewayError::Unavailable`] and says nothing about the gateway to the breaker.
 //! - **A circuit breaker** ([`breaker`]): after `PAYMENT_CIRCUIT_FAILURES` failures in a
 //!   row no call goes out for `PAYMENT_CIRCUIT_OPEN_MS`; then one probe decides. While it
-//!   is open every call answers [`GatewayError::Unavailable`] at once, and the saga waits
-//!   (a booking stays pending until its hold expires); nothing is failed for it.
+//!   is open every call answers [`GatewayError::Unavailable`] as soon as it has its turn
+//!   (not sent), and the saga waits (a booking stays pending until its hold expires);
+//!   nothing is failed for it.
 //! - **A void wins over a late authorization.** A release voids by key
 //!   ([`GatewayClient::void_key`]): the gateway voids the key's intent, or, when none
 //!   arrived yet, records the key as voided, so that an authorization still on its way
@@ -449,12 +450,16 @@ impl GatewayClient {
             http.request.method = %method,
         );
         let traceparent = platform::telemetry::traceparent_of(&span).map(|t| t.to_string());
+        // The last attempt's failure, told rather than the wait that followed it.
+        let mut failed: Option<GatewayError> = None;
         let result = loop {
             let Some(turn) = self.turn(deadline).await else {
                 self.count(operation, Outcome::NoTurn);
-                break Err(GatewayError::Unavailable(
-                    "too many payment calls are waiting for their turn".into(),
-                ));
+                break Err(failed.take().unwrap_or_else(|| {
+                    GatewayError::Unavailable(
+                        "too many payment calls are waiting for their turn".into(),
+                    )
+                }));
             };
             let Some(permit) = Attempt::start(self) else {
                 self.count(operation, Outcome::CircuitOpen);
@@ -503,6 +508,7 @@ impl GatewayClient {
             if Instant::now() + pause >= deadline {
                 break result;
             }
+            failed = result.err();
             tokio::time::sleep(pause).await;
         };
         self.0
